@@ -1,0 +1,40 @@
+//! Real datasets for Kiln, read from files in the repository, and what turns them into burn batches.
+//!
+//! - [`idx`]: the IDX format (MNIST and any other IDX image/label pair), gzipped or raw, checked.
+//! - [`image`]: labelled image datasets built from IDX pairs, and the folder layout of MNIST-like data.
+//! - [`tabular`]: CSV/TSV tables with a header, and regression datasets taken from them
+//!   ([`tabular::diabetes`] is the vendored Efron et al. data).
+//! - [`split`]: seeded train/validation splits; [`normalize`]: statistics from the training split only.
+//! - [`batch`]: burn `Batcher`s producing tensors on any device.
+//! - [`synthetic`]: generators for unit tests only, never for reported results.
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod error;
+pub mod idx;
+pub mod image;
+pub mod normalize;
+mod read;
+pub mod split;
+pub mod synthetic;
+pub mod tabular;
+
+pub use batch::{ImageBatch, ImageBatcher, TabularBatch, TabularBatcher};
+pub use error::DataError;
+pub use image::{ImageDataset, ImageFolder, ImageItem};
+pub use normalize::{PixelNormalizer, Standardizer};
+pub use split::train_valid_split;
+pub use tabular::{RegressionDataset, RegressionItem, Table};
+
+use std::path::PathBuf;
+
+/// The repository's `data/` folder, where the vendored datasets live.
+///
+/// `KILN_DATA_DIR` overrides it; otherwise it is found relative to this crate's sources, which works for
+/// every binary, test and example built from the repository.
+pub fn data_dir() -> PathBuf {
+    match std::env::var_os("KILN_DATA_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"),
+    }
+}

@@ -1,0 +1,34 @@
+//! Errors of `kiln-models`.
+
+use std::path::PathBuf;
+
+/// What can go wrong when building, running, saving or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An input tensor of the wrong shape.
+    #[error("{model}: input of shape {found:?} does not match the expected {expected}")]
+    Shape {
+        /// The model.
+        model: &'static str,
+        /// The shape expected, `_` for any size.
+        expected: String,
+        /// The shape given.
+        found: Vec<usize>,
+    },
+    /// A configuration that cannot build a model.
+    #[error("invalid {model} config: {message}")]
+    Config {
+        /// The model.
+        model: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A weights or config file that cannot be read, or does not fit the model (another architecture).
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}

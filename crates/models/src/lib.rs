@@ -1,0 +1,47 @@
+//! Kiln's model families, one file each: a serde config, a burn `Module`, `forward` with its shapes, a
+//! `predict` path, and the [`kiln_train::Supervised`] step the learner trains.
+//!
+//! | model | file | loss | learner output |
+//! |---|---|---|---|
+//! | linear regression | [`linear_regression`] | MSE | `RegressionOutput` |
+//! | logistic regression, binary or multinomial | [`logistic_regression`] | BCE / cross-entropy | `ClassificationOutput` |
+//! | multi-layer perceptron | [`mlp`] | cross-entropy | `ClassificationOutput` |
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod linear_regression;
+pub mod logistic_regression;
+pub mod mlp;
+pub mod persist;
+
+pub use error::ModelError;
+pub use linear_regression::{LinearRegression, LinearRegressionConfig};
+pub use logistic_regression::{LogisticRegression, LogisticRegressionConfig};
+pub use mlp::{Activation, Mlp, MlpConfig};
+
+/// Checks that `found` matches `expected`, where `None` in `expected` accepts any size.
+pub(crate) fn check_shape(
+    model: &'static str,
+    expected: &[Option<usize>],
+    found: &[usize],
+) -> Result<(), ModelError> {
+    let ok = expected.len() == found.len()
+        && expected
+            .iter()
+            .zip(found)
+            .all(|(e, f)| e.is_none_or(|e| e == *f));
+    if ok {
+        Ok(())
+    } else {
+        let expected = expected
+            .iter()
+            .map(|e| e.map_or("_".to_string(), |v| v.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ModelError::Shape {
+            model,
+            expected: format!("[{expected}]"),
+            found: found.to_vec(),
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! Loss and accuracy curves drawn to PNG with plotters.
+
+use crate::TrainError;
+use crate::history::History;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+use std::path::Path;
+use std::sync::Once;
+
+/// DejaVu Sans (Bitstream Vera licence, see `assets/DejaVuSans-LICENSE`), bundled so that text renders
+/// without system font libraries.
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_bundled_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TrueType font compiled into the binary; failure would be a build defect.
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Draws the loss curve (train and valid) and, when present, the accuracy curve side by side into `png`.
+pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), TrainError> {
+    register_bundled_font();
+    let err = |e: &dyn std::fmt::Display| TrainError::Plot {
+        path: png.to_path_buf(),
+        message: e.to_string(),
+    };
+    let metrics: Vec<&str> = ["loss", "accuracy"]
+        .into_iter()
+        .filter(|m| !history.series("train", m).is_empty() || !history.series("valid", m).is_empty())
+        .collect();
+    if metrics.is_empty() {
+        return Err(err(&"no metrics logged"));
+    }
+    let root = BitMapBackend::new(png, (560 * metrics.len() as u32, 400)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let panels = root.split_evenly((1, metrics.len()));
+    for (panel, metric) in panels.iter().zip(&metrics) {
+        let train = history.series("train", metric);
+        let valid = history.series("valid", metric);
+        let all: Vec<(usize, f64)> = train
+            .iter()
+            .chain(&valid)
+            .copied()
+            .filter(|p| p.1.is_finite())
+            .collect();
+        let max_epoch = all.iter().map(|p| p.0).max().unwrap_or(1).max(2) as f64;
+        let lo = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let hi = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.05).max(1e-6);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(format!("{title}: {metric}"), ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1f64..max_epoch, (lo - pad)..(hi + pad))
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(*metric)
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (points, name, colour) in [(&train, "train", BLUE), (&valid, "valid", RED)] {
+            if points.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|&(e, v)| (e as f64, v)),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Errors of `kiln-train`.
+
+use std::path::PathBuf;
+
+/// What can go wrong while training, evaluating, saving or loading.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Reading data failed.
+    #[error(transparent)]
+    Data(#[from] kiln_data::DataError),
+    /// A dataset item could not be read while batching.
+    #[error("cannot read a dataset item: {0}")]
+    Dataset(String),
+    /// A device name that this build does not offer.
+    #[error("unknown device `{name}`; this build offers: {available}")]
+    UnknownDevice {
+        /// The name asked for.
+        name: String,
+        /// The devices compiled in.
+        available: String,
+    },
+    /// A configuration value that cannot work.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The loss became NaN or infinite.
+    #[error("training diverged: the mean {split} loss of epoch {epoch} is {value} (lower the learning rate?)")]
+    NonFiniteLoss {
+        /// The epoch (1-based).
+        epoch: usize,
+        /// `train` or `valid`.
+        split: String,
+        /// The value seen.
+        value: f64,
+    },
+    /// A weights file that does not fit the model (another architecture, other sizes, or not a burnpack
+    /// file).
+    #[error("cannot load weights from {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// burn's explanation.
+        message: String,
+    },
+    /// burn-train stopped with an error.
+    #[error("training failed: {0}")]
+    Training(String),
+    /// A report or history file could not be (de)serialised.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// Drawing a plot failed.
+    #[error("cannot draw {path}: {message}")]
+    Plot {
+        /// The image file.
+        path: PathBuf,
+        /// What plotters said.
+        message: String,
+    },
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

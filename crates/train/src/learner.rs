@@ -1,0 +1,309 @@
+//! `fit`: train a [`Supervised`] model with burn-train's `SupervisedTraining`, plus what Kiln adds around
+//! it (regularisation, per-epoch CSV and curves, NaN detection, resume checks, best-epoch restore).
+
+use crate::history::{Divergence, EpochCsvLogger, History};
+use crate::renderer::QuietRenderer;
+use crate::step::{Regularized, StepOutput, Supervised};
+use crate::{LrSchedule, OptimizerConfig, Regularization, TrainError, curves};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::prelude::Device;
+use burn::train::logger::FileMetricLogger;
+use burn::train::metric::LossMetric;
+use burn::train::metric::store::{Aggregate, Direction, Split};
+use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// How a run is trained. Serialisable, so every run's settings can be saved beside its results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingConfig {
+    /// Maximum number of epochs.
+    pub epochs: usize,
+    /// Mini-batch size (ignored by full-batch gradient descent, which uses the whole training split).
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// The optimizer.
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    #[serde(default)]
+    pub schedule: LrSchedule,
+    /// L1/L2 penalties on the weights.
+    #[serde(default)]
+    pub regularization: Regularization,
+    /// Stop when the validation loss has not improved for this many epochs.
+    #[serde(default)]
+    pub early_stopping_patience: Option<usize>,
+    /// Seed for weight initialisation and shuffling.
+    #[serde(default)]
+    pub seed: u64,
+    /// Data-loading threads (0: load on the training thread).
+    #[serde(default)]
+    pub num_workers: usize,
+}
+
+impl TrainingConfig {
+    /// A config with Adam, a constant rate, no penalty and no early stopping.
+    pub fn new(epochs: usize, batch_size: usize, lr: f64) -> Self {
+        Self {
+            epochs,
+            batch_size,
+            lr,
+            optimizer: OptimizerConfig::adam(),
+            schedule: LrSchedule::Constant,
+            regularization: Regularization::none(),
+            early_stopping_patience: None,
+            seed: 42,
+            num_workers: 0,
+        }
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        if self.epochs == 0 {
+            return Err(TrainError::InvalidConfig("epochs must be at least 1".into()));
+        }
+        if self.batch_size == 0 && !self.optimizer.is_full_batch() {
+            return Err(TrainError::InvalidConfig("batch_size must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// How training progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dashboard {
+    /// burn-train's terminal dashboard when stdout is a terminal, one line per epoch otherwise.
+    #[default]
+    Auto,
+    /// One line per epoch and split.
+    Lines,
+    /// Nothing.
+    Quiet,
+}
+
+/// Where and how one run happens.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run folder: checkpoints, burn's metric logs, `metrics.csv`, `curves.png`.
+    pub dir: PathBuf,
+    /// The (non-autodiff) device to train on.
+    pub device: Device,
+    /// Progress display.
+    pub dashboard: Dashboard,
+    /// Continue from the last checkpoint in `dir` if there is one (otherwise start afresh).
+    pub resume: bool,
+    /// A short name for progress lines and plot titles.
+    pub label: String,
+}
+
+/// The result of [`fit`].
+#[derive(Debug)]
+pub struct FitOutcome<M> {
+    /// The trained model (weights of the best validation epoch when checkpoints were kept), on the plain
+    /// device, in inference mode.
+    pub model: M,
+    /// Epochs run in total, counting those before a resume.
+    pub epochs: usize,
+    /// The epoch whose weights `model` holds.
+    pub best_epoch: Option<usize>,
+    /// Seconds spent in this call's training and validation epochs.
+    pub train_seconds: f64,
+    /// Per-epoch metrics.
+    pub history: History,
+}
+
+/// Trains `model` on `train`, validating on `valid` after every epoch, with checkpoints in
+/// `options.dir/checkpoint`. Writes `metrics.csv` and `curves.png` into `options.dir`.
+///
+/// Errors: an invalid config, a checkpoint that does not fit the model when resuming, a NaN/infinite
+/// loss, or a failure inside burn-train.
+pub fn fit<M, I, B, DT, DV>(
+    model: M,
+    train: DT,
+    valid: DV,
+    batcher: B,
+    config: &TrainingConfig,
+    options: &RunOptions,
+) -> Result<FitOutcome<M>, TrainError>
+where
+    M: Supervised,
+    M::Batch: Clone + std::fmt::Debug,
+    I: Send + Sync + Clone + std::fmt::Debug + 'static,
+    B: Batcher<I, M::Batch> + Clone + 'static,
+    DT: Dataset<I> + 'static,
+    DV: Dataset<I> + 'static,
+{
+    config.validate()?;
+    if train.is_empty() || valid.is_empty() {
+        return Err(TrainError::InvalidConfig(format!(
+            "training ({}) and validation ({}) splits must both hold items",
+            train.len(),
+            valid.len()
+        )));
+    }
+    let dir = &options.dir;
+    let checkpoint_dir = dir.join("checkpoint");
+    let resume_from = if options.resume {
+        last_checkpoint(&checkpoint_dir)
+    } else {
+        None
+    };
+    if resume_from.is_none() && dir.exists() {
+        // A fresh run: drop the previous run's checkpoints and logs so they cannot be mixed with this one.
+        for stale in ["checkpoint", "train", "valid"] {
+            let p = dir.join(stale);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(|e| TrainError::io(&p, e))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+
+    let batch_size = if config.optimizer.is_full_batch() {
+        train.len()
+    } else {
+        config.batch_size
+    };
+    let iters_per_epoch = train.len().div_ceil(batch_size);
+    let autodiff = options.device.clone().autodiff();
+    let train_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(batch_size)
+        .shuffle(config.seed)
+        .num_workers(config.num_workers)
+        .set_device(autodiff.clone())
+        .build(train);
+    let valid_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(batcher)
+        .batch_size(batch_size)
+        .num_workers(config.num_workers)
+        .set_device(options.device.clone())
+        .build(valid);
+
+    let wrapped = Regularized {
+        model: model.fork(&autodiff),
+        penalty: config.regularization,
+    };
+    if let Some(epoch) = resume_from {
+        // burn-train panics on a checkpoint that does not fit; check it first and report it properly.
+        let path = checkpoint_dir.join(format!("model-{epoch}.bpk"));
+        wrapped
+            .clone()
+            .try_load_file(&path)
+            .map_err(|e| TrainError::Checkpoint {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+    }
+
+    let optimizer = config.optimizer.init();
+    let scheduler = config
+        .schedule
+        .init(config.lr, config.epochs, iters_per_epoch)?;
+
+    let terminal = std::io::stdout().is_terminal();
+    let print_lines = match options.dashboard {
+        Dashboard::Auto => !terminal,
+        Dashboard::Lines => true,
+        Dashboard::Quiet => false,
+    };
+    let divergence = Arc::new(Mutex::new(Divergence::default()));
+    let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
+        .num_epochs(config.epochs)
+        .with_default_checkpointers()
+        .with_application_logger(None)
+        .label(&options.label);
+    let interrupter = training.interrupter();
+    training = training
+        .with_metric_logger(FileMetricLogger::new(dir))
+        .with_metric_logger(EpochCsvLogger::new(
+            dir.join("metrics.csv"),
+            resume_from,
+            print_lines,
+            options.label.clone(),
+            interrupter,
+            divergence.clone(),
+        )?);
+    training = <M::Output as StepOutput>::register_metrics(training);
+    if !(options.dashboard == Dashboard::Auto && terminal) {
+        training = training.renderer(Box::new(QuietRenderer));
+    }
+    if let Some(patience) = config.early_stopping_patience {
+        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
+            &LossMetric::new(),
+            Aggregate::Mean,
+            Direction::Lowest,
+            Split::Valid,
+            StoppingCondition::NoImprovementSince {
+                n_epochs: patience,
+            },
+        ));
+    }
+    if let Some(epoch) = resume_from {
+        training = training.checkpoint(epoch);
+    }
+
+    let started = Instant::now();
+    let result = training.launch(Learner::new(wrapped, optimizer, scheduler));
+    let train_seconds = started.elapsed().as_secs_f64();
+
+    if let Some((epoch, split, value)) = divergence.lock().ok().and_then(|d| d.non_finite.clone()) {
+        return Err(TrainError::NonFiniteLoss {
+            epoch,
+            split,
+            value,
+        });
+    }
+    if let Some(error) = result.error {
+        return Err(TrainError::Training(error.to_string()));
+    }
+
+    let history = History::read(&dir.join("metrics.csv"))?;
+    let mut best_epoch = Some(history.last_epoch()).filter(|&e| e > 0);
+    let mut trained = result.model.model;
+    if let Some(best) = history.best_valid_loss_epoch() {
+        let path = checkpoint_dir.join(format!("model-{best}.bpk"));
+        if path.exists() {
+            let best_model = Regularized {
+                model: trained.clone(),
+                penalty: config.regularization,
+            }
+            .try_load_file(&path)
+            .map_err(|e| TrainError::Checkpoint {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            trained = best_model.model;
+            best_epoch = Some(best);
+        }
+    }
+    curves::plot_history(&history, &options.label, &dir.join("curves.png"))?;
+    Ok(FitOutcome {
+        model: trained.fork(&options.device),
+        epochs: history.last_epoch(),
+        best_epoch,
+        train_seconds,
+        history,
+    })
+}
+
+/// The highest epoch with a model checkpoint in `dir`, if any.
+pub fn last_checkpoint(dir: &Path) -> Option<usize> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse().ok()
+        })
+        .max()
+}
+
+/// Counts a module's trainable scalars.
+pub fn param_count<M: Module>(model: &M) -> usize {
+    model.num_params()
+}

@@ -1,0 +1,37 @@
+//! The one learner every Kiln model trains with.
+//!
+//! Built on burn-train's `SupervisedTraining` (dashboard, checkpoints, resume, early stopping, metric logs);
+//! this crate adds what burn lacks or what Kiln needs around it:
+//! - [`step`]: the [`Supervised`] trait a model implements, and [`Regularized`], which adds L1/L2
+//!   penalties to the loss (burn has no L1) and is what burn-train actually trains;
+//! - [`loss`]: MSE, cross-entropy and binary cross-entropy on burn's loss modules;
+//! - [`optim`]: optimizers and learning-rate schedules chosen by a serde config;
+//! - [`learner`]: `fit` (train / validate, early stopping, checkpoints, resume, best-epoch restore);
+//! - [`evaluate`]: test-set scores (accuracy, RMSE, R²);
+//! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves;
+//! - [`report`]: the `report.json` schema shared by `cargo xtask train-all` and `train`;
+//! - [`device`]: the run-time choice of backend.
+#![warn(missing_docs)]
+
+pub mod curves;
+pub mod device;
+pub mod error;
+pub mod evaluate;
+pub mod history;
+pub mod learner;
+pub mod loss;
+pub mod optim;
+pub mod regularization;
+mod renderer;
+pub mod report;
+pub mod step;
+
+pub use burn::train::{ClassificationOutput, RegressionOutput};
+pub use device::DeviceChoice;
+pub use error::TrainError;
+pub use evaluate::{Scores, evaluate, evaluate_dataset};
+pub use learner::{Dashboard, FitOutcome, RunOptions, TrainingConfig, fit, param_count};
+pub use optim::{LrSchedule, OptimizerConfig};
+pub use regularization::Regularization;
+pub use report::{Report, RunRecord};
+pub use step::{Regularized, StepOutput, Supervised};

@@ -1,0 +1,67 @@
+//! The losses Kiln trains with, as thin functions over burn's loss modules (so that every model computes
+//! them the same way, and tests can check them against hand-computed values).
+
+use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
+use burn::prelude::*;
+
+/// Mean squared error.
+///
+/// # Shapes
+/// - `predictions`, `targets`: `[batch, outputs]`
+/// - returns `[1]`
+pub fn mse(predictions: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    MseLoss::new().forward(predictions, targets, Reduction::Mean)
+}
+
+/// Softmax cross-entropy from logits, averaged over the batch.
+///
+/// # Shapes
+/// - `logits`: `[batch, classes]`, `targets`: `[batch]` class indices
+/// - returns `[1]`
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits, targets)
+}
+
+/// Binary cross-entropy from logits (the numerically stable form of sigmoid followed by BCE), averaged.
+///
+/// # Shapes
+/// - `logits`: `[batch]`, `targets`: `[batch]` with values 0 or 1
+/// - returns `[1]`
+pub fn binary_cross_entropy(logits: Tensor<1>, targets: Tensor<1, Int>) -> Tensor<1> {
+    BinaryCrossEntropyLossConfig::new()
+        .with_logits(true)
+        .init(&logits.device())
+        .forward(logits, targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(t: Tensor<1>) -> f32 {
+        t.into_scalar::<f32>()
+    }
+
+    #[test]
+    fn losses_equal_hand_computed_values() {
+        let d = Device::flex();
+        let p = Tensor::<2>::from_data([[1.0, 2.0], [3.0, 5.0]], &d);
+        let t = Tensor::<2>::from_data([[1.0, 0.0], [3.0, 2.0]], &d);
+        assert!((scalar(mse(p, t)) - 13.0 / 4.0).abs() < 1e-6);
+
+        // CE of logits [0, ln 3] with target 1: -ln(3/4).
+        let logits = Tensor::<2>::from_data([[0.0, 3f32.ln()]], &d);
+        let ce = scalar(cross_entropy(logits, Tensor::from_data([1], &d)));
+        assert!((ce - (-(0.75f32).ln())).abs() < 1e-6, "{ce}");
+
+        // BCE of logit 0 is ln 2 whatever the label; of logit 2 with label 1 it is ln(1 + e^-2).
+        let bce = scalar(binary_cross_entropy(
+            Tensor::from_data([0.0, 2.0], &d),
+            Tensor::from_data([0, 1], &d),
+        ));
+        let expected = (2f32.ln() + (1.0 + (-2f32).exp()).ln()) / 2.0;
+        assert!((bce - expected).abs() < 1e-6, "{bce} vs {expected}");
+    }
+}

@@ -1,0 +1,86 @@
+"""PyTorch's figure for `cargo xtask bench`'s workload, on the same machine.
+
+MLPs 784-256-128-10 and 784-512-256-10, ReLU, cross-entropy, Adam (lr 1e-3), on the first 50 batches of the
+vendored MNIST training set (normalised with the mean/std of the first 10,000 images), cycled; 20 warm-up
+steps, then `--steps` timed steps. Prints samples/s per network and writes JSON.
+
+    pip install torch numpy
+    python3 scripts/bench_pytorch.py --batch 64 --steps 300 --out reports/bench/pytorch.json
+"""
+import argparse
+import gzip
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def mnist_images(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    n, h, w = (int.from_bytes(data[i : i + 4], "big") for i in (4, 8, 12))
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, h * w)
+
+
+def mnist_labels(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    return np.frombuffer(data, dtype=np.uint8, offset=8)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--out", default="reports/bench/pytorch.json")
+    args = ap.parse_args()
+    root = os.path.join(os.path.dirname(__file__), "..", "data", "mnist")
+    x = mnist_images(os.path.join(root, "train-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
+    y = mnist_labels(os.path.join(root, "train-labels-idx1-ubyte.gz")).astype(np.int64)
+    mean, std = x[:10000].mean(), x[:10000].std()
+    n = 50 * args.batch
+    xs = torch.from_numpy((x[:n] - mean) / std)
+    ys = torch.from_numpy(y[:n])
+    batches = [(xs[i : i + args.batch], ys[i : i + args.batch]) for i in range(0, n, args.batch)]
+    figures = []
+    for hidden in ([256, 128], [512, 256]):
+        torch.manual_seed(0)
+        sizes = [784] + hidden
+        layers = []
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        model = nn.Sequential(*layers, nn.Linear(sizes[-1], 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def run(steps):
+            loss = None
+            for i in range(steps):
+                bx, by = batches[i % len(batches)]
+                opt.zero_grad()
+                loss = loss_fn(model(bx), by)
+                loss.backward()
+                opt.step()
+            return float(loss)
+
+        run(20)
+        t = time.perf_counter()
+        loss = run(args.steps)
+        secs = time.perf_counter() - t
+        name = "784-" + "-".join(map(str, hidden)) + "-10"
+        sps = args.steps * args.batch / secs
+        print(f"pytorch  MLP {name:<14} batch {args.batch:>4}: {sps:>9.0} samples/s "
+              f"({1000 * secs / args.steps:.2f} ms/step, final loss {loss:.3f}, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
+        figures.append({"device": "pytorch-cpu", "network": name, "batch": args.batch, "steps": args.steps,
+                        "samples_per_second": sps, "ms_per_step": 1000 * secs / args.steps})
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+//! Ready-made runs: a model family, a dataset, hyper-parameters chosen on the validation split, training,
+//! test scores, saved weights. `cargo xtask train-all`, `cargo xtask train` and the examples call these.
+
+use crate::ols;
+use anyhow::{Context, bail};
+use burn::module::Module;
+use kiln_data::split::train_valid_test_split;
+use kiln_data::{
+    ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer, RegressionDataset, Standardizer,
+    TabularBatcher, train_valid_split,
+};
+use kiln_models::persist::{save_config, save_weights};
+use kiln_models::{LinearRegressionConfig, LogisticRegressionConfig, MlpConfig};
+use kiln_train::{
+    Dashboard, DeviceChoice, LrSchedule, OptimizerConfig, RunOptions, RunRecord,
+    Supervised, TrainingConfig, evaluate_dataset, fit,
+};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The models `train-all` and `train` know, by their report names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelName {
+    /// [`kiln_models::LinearRegression`] on a table.
+    LinearRegression,
+    /// [`kiln_models::LogisticRegression`] on IDX images.
+    LogisticRegression,
+    /// [`kiln_models::Mlp`] on IDX images.
+    Mlp,
+}
+
+impl ModelName {
+    /// Every model, in report order.
+    pub const ALL: [ModelName; 3] = [Self::LinearRegression, Self::LogisticRegression, Self::Mlp];
+
+    /// The snake_case report name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LinearRegression => "linear_regression",
+            Self::LogisticRegression => "logistic_regression",
+            Self::Mlp => "mlp",
+        }
+    }
+}
+
+impl FromStr for ModelName {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .with_context(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|m| m.as_str()).collect();
+                format!("unknown model `{s}`; known models: {}", names.join(", "))
+            })
+    }
+}
+
+/// Where and how a recipe runs.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The device to train on.
+    pub device: DeviceChoice,
+    /// The run folder (checkpoints, metrics, curves, weights).
+    pub run_dir: PathBuf,
+    /// Overrides the recipe's number of epochs.
+    pub epochs: Option<usize>,
+    /// A smoke run: a small subset and one or two epochs.
+    pub quick: bool,
+    /// Progress display.
+    pub dashboard: Dashboard,
+    /// Continue from the run folder's last checkpoint.
+    pub resume: bool,
+    /// Seed of splits, initialisation and shuffling.
+    pub seed: u64,
+}
+
+/// What a recipe produced.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The headline result, as written to `report.json`.
+    pub record: RunRecord,
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Further figures for the Markdown report (name, value).
+    pub details: Vec<(String, String)>,
+    /// The reference the headline value is judged against, where there is one computed on the same
+    /// split (the closed-form least-squares test R² for linear regression).
+    pub reference: Option<f64>,
+}
+
+impl RunSummary {
+    /// The curves image of the run.
+    pub fn curves(&self) -> PathBuf {
+        self.run_dir.join("curves.png")
+    }
+}
+
+/// Snake-case name of a user's dataset path (its file stem or folder name).
+pub fn dataset_name(path: &Path) -> String {
+    let raw = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "dataset".into());
+    let stem = raw.split('.').next().unwrap_or(&raw).to_string();
+    let snake: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    if snake.is_empty() { "dataset".into() } else { snake }
+}
+
+/// Linear regression on a regression table with full-batch gradient descent, compared with the
+/// closed-form least-squares fit of the same training split.
+///
+/// Split: 70% train, 10% validation, 20% test (seeded). Features and target are standardised with
+/// training statistics; RMSE is reported in the target's units.
+pub fn linear_regression(
+    data: &RegressionDataset,
+    dataset: &str,
+    settings: &RunSettings,
+) -> anyhow::Result<RunSummary> {
+    let split = train_valid_test_split(data.items.len(), 0.1, 0.2, settings.seed)?;
+    let (train, valid, test) = (
+        data.subset(&split.train),
+        data.subset(&split.valid),
+        data.subset(&split.test),
+    );
+    let batcher = TabularBatcher {
+        features: Standardizer::fit_features(&train),
+        target: Some(Standardizer::fit_target(&train)),
+    };
+    let target_scale = batcher.target.as_ref().map_or(1.0, |t| t.std[0] as f64);
+    let device = settings.device.device();
+    device.seed(settings.seed);
+    let model_config = LinearRegressionConfig::new(data.num_features());
+    let model = model_config.init(&device)?;
+    let mut config = TrainingConfig::new(if settings.quick { 50 } else { 500 }, 0, 0.1);
+    config.optimizer = OptimizerConfig::FullBatchGd { weight_decay: 0.0 };
+    config.seed = settings.seed;
+    if let Some(epochs) = settings.epochs {
+        config.epochs = epochs;
+    }
+    let outcome = fit(
+        model,
+        train.clone(),
+        valid,
+        batcher.clone(),
+        &config,
+        &run_options(settings, "linear_regression", dataset),
+    )?;
+    let scores = evaluate_dataset(&outcome.model, test.clone(), batcher.clone(), 512, &device, target_scale)?;
+    save_run(&outcome.model, &model_config, &config, settings)?;
+    std::fs::write(
+        settings.run_dir.join("preprocessing.json"),
+        serde_json_string(&(&batcher.features, &batcher.target))?,
+    )?;
+
+    let mut details = vec![
+        ("test R²".into(), format!("{:.4}", scores.r2())),
+        ("test RMSE".into(), format!("{:.2}", scores.rmse())),
+    ];
+    let reference = ols::fit(&train).map(|(w, b)| ols::r2(&test, &w, b));
+    if let Some(closed) = reference {
+        details.push(("closed-form least-squares test R²".into(), format!("{closed:.4}")));
+        details.push((
+            "gradient descent vs closed form".into(),
+            format!("{:+.2}% of R²", 100.0 * (scores.r2() - closed) / closed.abs()),
+        ));
+    }
+    Ok(RunSummary {
+        record: record(ModelName::LinearRegression, dataset, settings, "test_r2", scores.r2(), &outcome),
+        run_dir: settings.run_dir.clone(),
+        details,
+        reference,
+    })
+}
+
+/// A classifier of IDX images (logistic regression or MLP).
+///
+/// Split: the folder's training images minus a seeded 1/12 held out for validation (5,000 of MNIST's
+/// 60,000); the folder's test images for the test score. Pixels are normalised with training statistics.
+pub fn image_classifier(
+    model: ModelName,
+    folder: &ImageFolder,
+    dataset: &str,
+    settings: &RunSettings,
+) -> anyhow::Result<RunSummary> {
+    let (mut full_train, mut test) = (folder.train.clone(), folder.test.clone());
+    if settings.quick {
+        full_train = full_train.take(3000);
+        test = test.take(1000);
+    }
+    let split = train_valid_split(full_train.len(), 1.0 / 12.0, settings.seed)?;
+    let train = full_train.subset(&split.train);
+    let valid = full_train.subset(&split.valid);
+    let (h, w) = (train.height(), train.width());
+    let classes = folder.train.num_classes().max(folder.test.num_classes());
+    if classes < 2 {
+        bail!("{dataset}: the labels hold fewer than two classes");
+    }
+    let batcher = ImageBatcher::new(PixelNormalizer::fit(&train), h, w);
+    let device = settings.device.device();
+    device.seed(settings.seed);
+    let label = model.as_str();
+    let summary = match model {
+        ModelName::LogisticRegression => {
+            let model_config = LogisticRegressionConfig::new(h * w, classes);
+            let mut config = TrainingConfig::new(10, 128, 1e-3);
+            config.schedule = LrSchedule::Cosine { min_lr: 1e-5 };
+            run_classifier(model_config.init(&device)?, &model_config, config, train, valid, test, batcher, dataset, settings, label)?
+        }
+        ModelName::Mlp => {
+            let model_config = MlpConfig::new(h * w, vec![512, 256], classes).with_dropout(0.2);
+            let mut config = TrainingConfig::new(15, 128, 1e-3);
+            config.schedule = LrSchedule::Cosine { min_lr: 1e-5 };
+            config.early_stopping_patience = Some(4);
+            run_classifier(model_config.init(&device)?, &model_config, config, train, valid, test, batcher, dataset, settings, label)?
+        }
+        ModelName::LinearRegression => bail!("linear_regression trains on a table, not on images"),
+    };
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_classifier<M, C>(
+    model: M,
+    model_config: &C,
+    mut config: TrainingConfig,
+    train: ImageDataset,
+    valid: ImageDataset,
+    test: ImageDataset,
+    batcher: ImageBatcher,
+    dataset: &str,
+    settings: &RunSettings,
+    label: &str,
+) -> anyhow::Result<RunSummary>
+where
+    M: Supervised<Batch = kiln_data::ImageBatch>,
+    C: burn::config::Config,
+{
+    config.seed = settings.seed;
+    if settings.quick {
+        config.epochs = 2;
+    }
+    if let Some(epochs) = settings.epochs {
+        config.epochs = epochs;
+    }
+    let outcome = fit(model, train, valid, batcher.clone(), &config, &run_options(settings, label, dataset))?;
+    let scores = evaluate_dataset(&outcome.model, test, batcher.clone(), 1000, &settings.device.device(), 1.0)?;
+    save_run(&outcome.model, model_config, &config, settings)?;
+    std::fs::write(
+        settings.run_dir.join("preprocessing.json"),
+        serde_json_string(&batcher.normalizer)?,
+    )?;
+    let name = ModelName::from_str(label)?;
+    Ok(RunSummary {
+        record: record(name, dataset, settings, "test_accuracy", scores.accuracy(), &outcome),
+        run_dir: settings.run_dir.clone(),
+        details: vec![
+            ("test accuracy".into(), format!("{:.2}%", 100.0 * scores.accuracy())),
+            ("test errors".into(), format!("{}", scores.count - scores.correct)),
+            ("test loss".into(), format!("{:.4}", scores.loss())),
+            ("best epoch (valid loss)".into(), format!("{:?}", outcome.best_epoch.unwrap_or(0))),
+        ],
+        reference: None,
+    })
+}
+
+fn run_options(settings: &RunSettings, model: &str, dataset: &str) -> RunOptions {
+    RunOptions {
+        dir: settings.run_dir.clone(),
+        device: settings.device.device(),
+        dashboard: settings.dashboard,
+        resume: settings.resume,
+        label: format!("{model} on {dataset}"),
+    }
+}
+
+fn save_run<M: Module, C: burn::config::Config>(
+    model: &M,
+    model_config: &C,
+    config: &TrainingConfig,
+    settings: &RunSettings,
+) -> anyhow::Result<()> {
+    save_weights(model, &settings.run_dir.join("model.bpk"))?;
+    save_config(model_config, &settings.run_dir.join("model.json"))?;
+    std::fs::write(settings.run_dir.join("training.json"), serde_json_string(config)?)?;
+    Ok(())
+}
+
+fn serde_json_string<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)?)
+}
+
+fn record<M>(
+    model: ModelName,
+    dataset: &str,
+    settings: &RunSettings,
+    metric: &str,
+    value: f64,
+    outcome: &kiln_train::FitOutcome<M>,
+) -> RunRecord
+where
+    M: Module,
+{
+    RunRecord {
+        model: model.as_str().into(),
+        dataset: dataset.into(),
+        device: settings.device.to_string(),
+        metric: metric.into(),
+        value,
+        params: outcome.model.num_params(),
+        epochs: outcome.epochs,
+        train_seconds: outcome.train_seconds,
+        variant: settings.quick.then(|| "quick".to_string()),
+    }
+}

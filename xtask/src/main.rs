@@ -1,0 +1,235 @@
+//! Kiln's tasks: `cargo xtask train-all`, `cargo xtask train`, `cargo xtask bench`.
+
+mod bench;
+mod report_md;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kiln::data::{ImageFolder, Table, tabular};
+use kiln::recipes::{self, ModelName, RunSettings, RunSummary};
+use kiln::train::{Dashboard, DeviceChoice, Report};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(about = "Kiln's tasks: train every model, train one, benchmark.")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Train every model on its real dataset; write reports/train-all/report.{md,json} and the curves.
+    TrainAll {
+        /// flex, ndarray or wgpu (default: the CPU default, flex).
+        #[arg(long)]
+        device: Option<String>,
+        /// A smoke run: small subsets, one or two epochs per model.
+        #[arg(long)]
+        quick: bool,
+        /// Report folder.
+        #[arg(long, default_value = "reports/train-all")]
+        out: PathBuf,
+        /// Print one line per epoch instead of burn's terminal dashboard.
+        #[arg(long)]
+        lines: bool,
+    },
+    /// Train one model, on the vendored data or on your own IDX folder / CSV or TSV file.
+    Train {
+        /// linear_regression, logistic_regression or mlp.
+        #[arg(long)]
+        model: String,
+        /// IDX folder (the four {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] files) for classifiers;
+        /// CSV/TSV file with a header for linear_regression. Default: the vendored MNIST / diabetes data.
+        #[arg(long)]
+        dataset: Option<PathBuf>,
+        /// Target column of a CSV/TSV file (default: the last column).
+        #[arg(long)]
+        target: Option<String>,
+        /// Number of epochs (default: the recipe's).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// flex, ndarray or wgpu.
+        #[arg(long)]
+        device: Option<String>,
+        /// Output folder (default: reports/train/<model>-<dataset>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue from the last checkpoint in the output folder.
+        #[arg(long)]
+        resume: bool,
+        /// A smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Print one line per epoch instead of burn's terminal dashboard.
+        #[arg(long)]
+        lines: bool,
+    },
+    /// Measure training throughput (samples/s) of the MLP on MNIST batches on each CPU backend.
+    Bench {
+        /// Devices to measure (default: every one compiled in).
+        #[arg(long)]
+        device: Vec<String>,
+        /// Batch size.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Timed steps per device (after 20 warm-up steps).
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Where to write the figures as JSON.
+        #[arg(long, default_value = "reports/bench/bench.json")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::TrainAll {
+            device,
+            quick,
+            out,
+            lines,
+        } => train_all(parse_device(device)?, quick, &out, dashboard(lines)),
+        Task::Train {
+            model,
+            dataset,
+            target,
+            epochs,
+            device,
+            out,
+            resume,
+            quick,
+            lines,
+        } => {
+            let model: ModelName = model.parse()?;
+            let device = parse_device(device)?;
+            let name = match (&dataset, model) {
+                (Some(path), _) => recipes::dataset_name(path),
+                (None, ModelName::LinearRegression) => "diabetes".into(),
+                (None, _) => "mnist".into(),
+            };
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from(format!("reports/train/{}-{name}", model.as_str()))
+            });
+            let settings = RunSettings {
+                device,
+                run_dir: out.clone(),
+                epochs,
+                quick,
+                dashboard: dashboard(lines),
+                resume,
+                seed: 42,
+            };
+            let summary = run_one(model, dataset.as_deref(), target.as_deref(), &name, &settings)?;
+            print_summary(&summary);
+            Report {
+                runs: vec![summary.record.clone()],
+            }
+            .write(&out.join("report.json"))?;
+            println!("wrote {} and {}", out.join("report.json").display(), summary.curves().display());
+            Ok(())
+        }
+        Task::Bench {
+            device,
+            batch,
+            steps,
+            out,
+        } => {
+            let devices = if device.is_empty() {
+                DeviceChoice::available()
+                    .into_iter()
+                    .filter(|d| *d != "wgpu")
+                    .map(String::from)
+                    .collect()
+            } else {
+                device
+            };
+            let devices = devices
+                .iter()
+                .map(|d| d.parse::<DeviceChoice>())
+                .collect::<Result<Vec<_>, _>>()?;
+            bench::run(&devices, batch, steps, &out)
+        }
+    }
+}
+
+fn dashboard(lines: bool) -> Dashboard {
+    if lines { Dashboard::Lines } else { Dashboard::Auto }
+}
+
+fn parse_device(device: Option<String>) -> anyhow::Result<DeviceChoice> {
+    Ok(match device {
+        Some(d) => d.parse()?,
+        None => DeviceChoice::cpu_default()?,
+    })
+}
+
+/// Runs one recipe on the given (or vendored) data.
+fn run_one(
+    model: ModelName,
+    dataset: Option<&Path>,
+    target: Option<&str>,
+    name: &str,
+    settings: &RunSettings,
+) -> anyhow::Result<RunSummary> {
+    match model {
+        ModelName::LinearRegression => {
+            let data = match dataset {
+                None => tabular::diabetes()?,
+                Some(path) => {
+                    let table = Table::read(path)?;
+                    let target = match target {
+                        Some(t) => t.to_string(),
+                        None => table.columns.last().cloned().context("table has no columns")?,
+                    };
+                    table.regression(&target)?
+                }
+            };
+            recipes::linear_regression(&data, name, settings)
+        }
+        _ => {
+            let folder = match dataset {
+                None => ImageFolder::mnist()?,
+                Some(path) => ImageFolder::load(path)?,
+            };
+            recipes::image_classifier(model, &folder, name, settings)
+        }
+    }
+}
+
+fn print_summary(s: &RunSummary) {
+    let r = &s.record;
+    println!(
+        "{} on {} ({}): {} = {:.4} after {} epochs, {:.1} s, {} parameters",
+        r.model, r.dataset, r.device, r.metric, r.value, r.epochs, r.train_seconds, r.params
+    );
+    for (k, v) in &s.details {
+        println!("  {k}: {v}");
+    }
+}
+
+fn train_all(device: DeviceChoice, quick: bool, out: &Path, dashboard: Dashboard) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let run_root = PathBuf::from("runs/train-all");
+    let mut summaries = Vec::new();
+    for model in ModelName::ALL {
+        let dataset = if model == ModelName::LinearRegression { "diabetes" } else { "mnist" };
+        let settings = RunSettings {
+            device,
+            run_dir: run_root.join(format!("{}-{dataset}", model.as_str())),
+            epochs: None,
+            quick,
+            dashboard,
+            resume: false,
+            seed: 42,
+        };
+        println!("== {} on {dataset} ({device})", model.as_str());
+        let summary = run_one(model, None, None, dataset, &settings)?;
+        print_summary(&summary);
+        summaries.push(summary);
+    }
+    let total = started.elapsed().as_secs_f64();
+    report_md::write(out, &summaries, device, quick, total)?;
+    println!("train-all took {total:.0} s; wrote {}/report.md and report.json", out.display());
+    Ok(())
+}
