@@ -185,7 +185,7 @@ where
         .build(valid);
 
     let wrapped = Regularized {
-        model: model.fork(&autodiff),
+        model: model.fork(&autodiff).train(),
         penalty: config.regularization,
     };
     if let Some(epoch) = resume_from {
