@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
     let config = LinearRegressionConfig::new(data.num_features());
     let mut training = TrainingConfig::new(500, 0, 0.1);
     training.optimizer = OptimizerConfig::FullBatchGd { weight_decay: 0.0 };
+    training.restore_best = false;
     let options = RunOptions {
         dir: "runs/examples/linear_regression".into(),
         device: device.clone(),

@@ -72,7 +72,7 @@ def main():
         secs = time.perf_counter() - t
         name = "784-" + "-".join(map(str, hidden)) + "-10"
         sps = args.steps * args.batch / secs
-        print(f"pytorch  MLP {name:<14} batch {args.batch:>4}: {sps:>9.0} samples/s "
+        print(f"pytorch  MLP {name:<14} batch {args.batch:>4}: {sps:>9.0f} samples/s "
               f"({1000 * secs / args.steps:.2f} ms/step, final loss {loss:.3f}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
         figures.append({"device": "pytorch-cpu", "network": name, "batch": args.batch, "steps": args.steps,

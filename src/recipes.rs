@@ -138,6 +138,9 @@ pub fn linear_regression(
     let model = model_config.init(&device)?;
     let mut config = TrainingConfig::new(if settings.quick { 50 } else { 500 }, 0, 0.1);
     config.optimizer = OptimizerConfig::FullBatchGd { weight_decay: 0.0 };
+    // The point of this run is gradient descent converging to the least-squares fit, so the last epoch's
+    // weights are kept rather than an early (ridge-like) epoch's.
+    config.restore_best = false;
     config.seed = settings.seed;
     if let Some(epochs) = settings.epochs {
         config.epochs = epochs;

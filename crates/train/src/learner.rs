@@ -46,6 +46,14 @@ pub struct TrainingConfig {
     /// Data-loading threads (0: load on the training thread).
     #[serde(default)]
     pub num_workers: usize,
+    /// Return the weights of the epoch with the lowest validation loss (when its checkpoint was kept)
+    /// rather than those of the last epoch.
+    #[serde(default = "yes")]
+    pub restore_best: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl TrainingConfig {
@@ -61,6 +69,7 @@ impl TrainingConfig {
             early_stopping_patience: None,
             seed: 42,
             num_workers: 0,
+            restore_best: true,
         }
     }
 
@@ -105,7 +114,7 @@ pub struct RunOptions {
 /// The result of [`fit`].
 #[derive(Debug)]
 pub struct FitOutcome<M> {
-    /// The trained model (weights of the best validation epoch when checkpoints were kept), on the plain
+    /// The trained model (with `restore_best`, the weights of the best validation epoch), on the plain
     /// device, in inference mode.
     pub model: M,
     /// Epochs run in total, counting those before a resume.
@@ -265,7 +274,7 @@ where
     let history = History::read(&dir.join("metrics.csv"))?;
     let mut best_epoch = Some(history.last_epoch()).filter(|&e| e > 0);
     let mut trained = result.model.model;
-    if let Some(best) = history.best_valid_loss_epoch() {
+    if let Some(best) = history.best_valid_loss_epoch().filter(|_| config.restore_best) {
         let path = checkpoint_dir.join(format!("model-{best}.bpk"));
         if path.exists() {
             let best_model = Regularized {
