@@ -17,7 +17,11 @@ fn main() -> anyhow::Result<()> {
     let device = DeviceChoice::cpu_default()?.device();
     let data = tabular::diabetes()?;
     let split = train_valid_test_split(data.items.len(), 0.1, 0.2, 42)?;
-    let (train, valid, test) = (data.subset(&split.train), data.subset(&split.valid), data.subset(&split.test));
+    let (train, valid, test) = (
+        data.subset(&split.train),
+        data.subset(&split.valid),
+        data.subset(&split.test),
+    );
     let target = Standardizer::fit_target(&train);
     let batcher = TabularBatcher {
         features: Standardizer::fit_features(&train),
@@ -35,8 +39,22 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         label: "linear regression example".into(),
     };
-    let trained = fit(config.init(&device)?, train.clone(), valid, batcher.clone(), &training, &options)?;
-    let scores = evaluate_dataset(&trained.model, test.clone(), batcher.clone(), 512, &device, target.std[0] as f64)?;
+    let trained = fit(
+        config.init(&device)?,
+        train.clone(),
+        valid,
+        batcher.clone(),
+        &training,
+        &options,
+    )?;
+    let scores = evaluate_dataset(
+        &trained.model,
+        test.clone(),
+        batcher.clone(),
+        512,
+        &device,
+        target.std[0] as f64,
+    )?;
     let (w, b) = ols::fit(&train).ok_or_else(|| anyhow::anyhow!("singular design matrix"))?;
     println!(
         "test R² {:.4} (closed form {:.4}), RMSE {:.1}",
@@ -51,7 +69,11 @@ fn main() -> anyhow::Result<()> {
     let rows = test.items[..5].to_vec();
     let predicted = loaded.predict(batcher.batch(rows.clone(), &device).features)?;
     for (row, p) in rows.iter().zip(predicted.to_data().try_to_vec::<f32>()?) {
-        println!("target {:>5.0}  predicted {:>6.1}", row.target, target.invert(0, p));
+        println!(
+            "target {:>5.0}  predicted {:>6.1}",
+            row.target,
+            target.invert(0, p)
+        );
     }
     Ok(())
 }

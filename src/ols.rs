@@ -47,7 +47,12 @@ pub fn r2(data: &RegressionDataset, w: &[f64], b: f64) -> f64 {
     let mean = data.items.iter().map(|i| i.target as f64).sum::<f64>() / n;
     let (mut sse, mut sst) = (0.0, 0.0);
     for item in &data.items {
-        let pred = b + item.features.iter().zip(w).map(|(&x, w)| x as f64 * w).sum::<f64>();
+        let pred = b + item
+            .features
+            .iter()
+            .zip(w)
+            .map(|(&x, w)| x as f64 * w)
+            .sum::<f64>();
         sse += (item.target as f64 - pred).powi(2);
         sst += (item.target as f64 - mean).powi(2);
     }
@@ -63,7 +68,10 @@ mod tests {
     fn recovers_three_x_plus_two() {
         let data = linear_line(100, 0.0, 5);
         let (w, b) = fit(&data).unwrap();
-        assert!((w[0] - 3.0).abs() < 1e-4 && (b - 2.0).abs() < 1e-4, "{w:?} {b}");
+        assert!(
+            (w[0] - 3.0).abs() < 1e-4 && (b - 2.0).abs() < 1e-4,
+            "{w:?} {b}"
+        );
         assert!((r2(&data, &w, b) - 1.0).abs() < 1e-9);
     }
 }

@@ -12,8 +12,8 @@ use kiln_data::{
 use kiln_models::persist::{save_config, save_weights};
 use kiln_models::{LinearRegressionConfig, LogisticRegressionConfig, MlpConfig};
 use kiln_train::{
-    Dashboard, DeviceChoice, LrSchedule, OptimizerConfig, RunOptions, RunRecord,
-    Supervised, TrainingConfig, evaluate_dataset, fit,
+    Dashboard, DeviceChoice, LrSchedule, OptimizerConfig, RunOptions, RunRecord, Supervised,
+    TrainingConfig, evaluate_dataset, fit,
 };
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -106,9 +106,19 @@ pub fn dataset_name(path: &Path) -> String {
     let stem = raw.split('.').next().unwrap_or(&raw).to_string();
     let snake: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if snake.is_empty() { "dataset".into() } else { snake }
+    if snake.is_empty() {
+        "dataset".into()
+    } else {
+        snake
+    }
 }
 
 /// Linear regression on a regression table with full-batch gradient descent, compared with the
@@ -153,7 +163,14 @@ pub fn linear_regression(
         &config,
         &run_options(settings, "linear_regression", dataset),
     )?;
-    let scores = evaluate_dataset(&outcome.model, test.clone(), batcher.clone(), 512, &device, target_scale)?;
+    let scores = evaluate_dataset(
+        &outcome.model,
+        test.clone(),
+        batcher.clone(),
+        512,
+        &device,
+        target_scale,
+    )?;
     save_run(&outcome.model, &model_config, &config, settings)?;
     std::fs::write(
         settings.run_dir.join("preprocessing.json"),
@@ -166,14 +183,27 @@ pub fn linear_regression(
     ];
     let reference = ols::fit(&train).map(|(w, b)| ols::r2(&test, &w, b));
     if let Some(closed) = reference {
-        details.push(("closed-form least-squares test R²".into(), format!("{closed:.4}")));
+        details.push((
+            "closed-form least-squares test R²".into(),
+            format!("{closed:.4}"),
+        ));
         details.push((
             "gradient descent vs closed form".into(),
-            format!("{:+.2}% of R²", 100.0 * (scores.r2() - closed) / closed.abs()),
+            format!(
+                "{:+.2}% of R²",
+                100.0 * (scores.r2() - closed) / closed.abs()
+            ),
         ));
     }
     Ok(RunSummary {
-        record: record(ModelName::LinearRegression, dataset, settings, "test_r2", scores.r2(), &outcome),
+        record: record(
+            ModelName::LinearRegression,
+            dataset,
+            settings,
+            "test_r2",
+            scores.r2(),
+            &outcome,
+        ),
         run_dir: settings.run_dir.clone(),
         details,
         reference,
@@ -212,14 +242,36 @@ pub fn image_classifier(
             let model_config = LogisticRegressionConfig::new(h * w, classes);
             let mut config = TrainingConfig::new(10, 128, 1e-3);
             config.schedule = LrSchedule::Cosine { min_lr: 1e-5 };
-            run_classifier(model_config.init(&device)?, &model_config, config, train, valid, test, batcher, dataset, settings, label)?
+            run_classifier(
+                model_config.init(&device)?,
+                &model_config,
+                config,
+                train,
+                valid,
+                test,
+                batcher,
+                dataset,
+                settings,
+                label,
+            )?
         }
         ModelName::Mlp => {
             let model_config = MlpConfig::new(h * w, vec![512, 256], classes).with_dropout(0.2);
             let mut config = TrainingConfig::new(15, 128, 1e-3);
             config.schedule = LrSchedule::Cosine { min_lr: 1e-5 };
             config.early_stopping_patience = Some(4);
-            run_classifier(model_config.init(&device)?, &model_config, config, train, valid, test, batcher, dataset, settings, label)?
+            run_classifier(
+                model_config.init(&device)?,
+                &model_config,
+                config,
+                train,
+                valid,
+                test,
+                batcher,
+                dataset,
+                settings,
+                label,
+            )?
         }
         ModelName::LinearRegression => bail!("linear_regression trains on a table, not on images"),
     };
@@ -250,8 +302,22 @@ where
     if let Some(epochs) = settings.epochs {
         config.epochs = epochs;
     }
-    let outcome = fit(model, train, valid, batcher.clone(), &config, &run_options(settings, label, dataset))?;
-    let scores = evaluate_dataset(&outcome.model, test, batcher.clone(), 1000, &settings.device.device(), 1.0)?;
+    let outcome = fit(
+        model,
+        train,
+        valid,
+        batcher.clone(),
+        &config,
+        &run_options(settings, label, dataset),
+    )?;
+    let scores = evaluate_dataset(
+        &outcome.model,
+        test,
+        batcher.clone(),
+        1000,
+        &settings.device.device(),
+        1.0,
+    )?;
     save_run(&outcome.model, model_config, &config, settings)?;
     std::fs::write(
         settings.run_dir.join("preprocessing.json"),
@@ -259,13 +325,29 @@ where
     )?;
     let name = ModelName::from_str(label)?;
     Ok(RunSummary {
-        record: record(name, dataset, settings, "test_accuracy", scores.accuracy(), &outcome),
+        record: record(
+            name,
+            dataset,
+            settings,
+            "test_accuracy",
+            scores.accuracy(),
+            &outcome,
+        ),
         run_dir: settings.run_dir.clone(),
         details: vec![
-            ("test accuracy".into(), format!("{:.2}%", 100.0 * scores.accuracy())),
-            ("test errors".into(), format!("{}", scores.count - scores.correct)),
+            (
+                "test accuracy".into(),
+                format!("{:.2}%", 100.0 * scores.accuracy()),
+            ),
+            (
+                "test errors".into(),
+                format!("{}", scores.count - scores.correct),
+            ),
             ("test loss".into(), format!("{:.4}", scores.loss())),
-            ("best epoch (valid loss)".into(), format!("{:?}", outcome.best_epoch.unwrap_or(0))),
+            (
+                "best epoch (valid loss)".into(),
+                format!("{:?}", outcome.best_epoch.unwrap_or(0)),
+            ),
         ],
         reference: None,
     })
@@ -289,7 +371,10 @@ fn save_run<M: Module, C: burn::config::Config>(
 ) -> anyhow::Result<()> {
     save_weights(model, &settings.run_dir.join("model.bpk"))?;
     save_config(model_config, &settings.run_dir.join("model.json"))?;
-    std::fs::write(settings.run_dir.join("training.json"), serde_json_string(config)?)?;
+    std::fs::write(
+        settings.run_dir.join("training.json"),
+        serde_json_string(config)?,
+    )?;
     Ok(())
 }
 

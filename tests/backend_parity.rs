@@ -4,21 +4,29 @@
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use kiln::data::{ImageBatch, synthetic};
-use kiln::models::{LinearRegressionConfig, LogisticRegressionConfig, Mlp, MlpConfig};
 use kiln::models::persist::{load_weights, save_weights};
+use kiln::models::{LinearRegressionConfig, LogisticRegressionConfig, Mlp, MlpConfig};
 use kiln::train::{DeviceChoice, Supervised};
 
 const TOLERANCE: f32 = 1e-4;
 
 fn devices() -> Vec<DeviceChoice> {
-    let all: Vec<DeviceChoice> = DeviceChoice::available().iter().map(|d| d.parse().unwrap()).collect();
-    assert!(all.len() >= 2, "parity needs at least two backends, have {all:?}");
+    let all: Vec<DeviceChoice> = DeviceChoice::available()
+        .iter()
+        .map(|d| d.parse().unwrap())
+        .collect();
+    assert!(
+        all.len() >= 2,
+        "parity needs at least two backends, have {all:?}"
+    );
     all
 }
 
 /// A fixed batch of 6 "images" of 3×4 pixels with labels.
 fn batch(device: &Device) -> ImageBatch {
-    let pixels: Vec<f32> = (0..72).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+    let pixels: Vec<f32> = (0..72)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+        .collect();
     ImageBatch {
         images: Tensor::from_data(TensorData::new(pixels, [6, 3, 4]), device),
         labels: Tensor::from_data(TensorData::new(vec![0i64, 1, 2, 3, 1, 0], [6]), device),
@@ -27,8 +35,15 @@ fn batch(device: &Device) -> ImageBatch {
 
 fn assert_close(name: &str, reference: &[f32], other: &[f32], device: DeviceChoice) {
     assert_eq!(reference.len(), other.len());
-    let worst = reference.iter().zip(other).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(worst <= TOLERANCE, "{name} on {device}: max difference {worst}");
+    let worst = reference
+        .iter()
+        .zip(other)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= TOLERANCE,
+        "{name} on {device}: max difference {worst}"
+    );
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -36,7 +51,11 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 /// The MLP trained for one SGD step on `device`, starting from the weights in `weights`.
-fn mlp_after_one_step(weights: &std::path::Path, config: &MlpConfig, device: DeviceChoice) -> (Vec<f32>, Vec<f32>, f32) {
+fn mlp_after_one_step(
+    weights: &std::path::Path,
+    config: &MlpConfig,
+    device: DeviceChoice,
+) -> (Vec<f32>, Vec<f32>, f32) {
     let dev = device.device().autodiff();
     let model: Mlp = load_weights(config.init(&dev).unwrap(), weights).unwrap();
     let out = model.forward_step(batch(&dev));
@@ -44,7 +63,11 @@ fn mlp_after_one_step(weights: &std::path::Path, config: &MlpConfig, device: Dev
     let grads = GradientsParams::from_grads(out.loss.backward(), &model);
     let mut optim = SgdConfig::new().init();
     let model = optim.step(0.1, model, grads);
-    (values(model.hidden[0].weight.val()), values(model.output.weight.val()), loss)
+    (
+        values(model.hidden[0].weight.val()),
+        values(model.output.weight.val()),
+        loss,
+    )
 }
 
 #[test]
@@ -62,13 +85,27 @@ fn mlp_forward_and_one_training_step_agree_across_backends() {
         values(model.try_forward_images(batch(&dev).images).unwrap())
     };
     let reference_out = forward(DeviceChoice::Flex);
-    let (reference_w1, reference_w2, reference_loss) = mlp_after_one_step(&weights, &config, DeviceChoice::Flex);
+    let (reference_w1, reference_w2, reference_loss) =
+        mlp_after_one_step(&weights, &config, DeviceChoice::Flex);
     for device in devices().into_iter().skip(1) {
         assert_close("MLP forward", &reference_out, &forward(device), device);
         let (w1, w2, loss) = mlp_after_one_step(&weights, &config, device);
-        assert!((loss - reference_loss).abs() <= TOLERANCE, "loss on {device}: {loss} vs {reference_loss}");
-        assert_close("MLP hidden weights after a step", &reference_w1, &w1, device);
-        assert_close("MLP output weights after a step", &reference_w2, &w2, device);
+        assert!(
+            (loss - reference_loss).abs() <= TOLERANCE,
+            "loss on {device}: {loss} vs {reference_loss}"
+        );
+        assert_close(
+            "MLP hidden weights after a step",
+            &reference_w1,
+            &w1,
+            device,
+        );
+        assert_close(
+            "MLP output weights after a step",
+            &reference_w2,
+            &w2,
+            device,
+        );
     }
 }
 
@@ -79,20 +116,33 @@ fn regressions_agree_across_backends() {
     let flex = DeviceChoice::Flex.device();
     flex.seed(2);
     save_weights(&LinearRegressionConfig::new(2).init(&flex).unwrap(), &lin).unwrap();
-    save_weights(&LogisticRegressionConfig::new(2, 2).init(&flex).unwrap(), &log).unwrap();
+    save_weights(
+        &LogisticRegressionConfig::new(2, 2).init(&flex).unwrap(),
+        &log,
+    )
+    .unwrap();
     let (x, _) = synthetic::two_blobs(8, 4);
     let outputs = |device: DeviceChoice| {
         let dev = device.device();
         let features = Tensor::<2>::from_data(TensorData::new(x.clone(), [8, 2]), &dev);
         let l = load_weights(LinearRegressionConfig::new(2).init(&dev).unwrap(), &lin).unwrap();
-        let g = load_weights(LogisticRegressionConfig::new(2, 2).init(&dev).unwrap(), &log).unwrap();
+        let g = load_weights(
+            LogisticRegressionConfig::new(2, 2).init(&dev).unwrap(),
+            &log,
+        )
+        .unwrap();
         let mut v = values(l.forward(features.clone()));
         v.extend(values(g.predict_proba(features).unwrap()));
         v
     };
     let reference = outputs(DeviceChoice::Flex);
     for device in devices().into_iter().skip(1) {
-        assert_close("linear/logistic regression", &reference, &outputs(device), device);
+        assert_close(
+            "linear/logistic regression",
+            &reference,
+            &outputs(device),
+            device,
+        );
     }
 }
 
@@ -101,4 +151,3 @@ fn unknown_device_names_what_is_available() {
     let err = "cuda".parse::<DeviceChoice>().unwrap_err().to_string();
     assert!(err.contains("flex"), "{err}");
 }
-

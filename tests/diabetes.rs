@@ -22,10 +22,20 @@ fn gradient_descent_matches_closed_form_least_squares_on_diabetes() {
     let closed = summary.reference.unwrap();
     let gd = summary.record.value;
     assert!(closed > 0.3, "closed-form test R² {closed}");
-    assert!((gd - closed).abs() / closed < 0.01, "GD R² {gd} vs closed form {closed}");
+    assert!(
+        (gd - closed).abs() / closed < 0.01,
+        "GD R² {gd} vs closed form {closed}"
+    );
     assert_eq!(summary.record.metric, "test_r2");
     assert_eq!(summary.record.params, 11);
-    for f in ["model.bpk", "model.json", "training.json", "preprocessing.json", "metrics.csv", "curves.png"] {
+    for f in [
+        "model.bpk",
+        "model.json",
+        "training.json",
+        "preprocessing.json",
+        "metrics.csv",
+        "curves.png",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
 }

@@ -62,7 +62,11 @@ pub fn run(devices: &[DeviceChoice], batch: usize, steps: usize, out: &Path) -> 
             let seconds = started.elapsed().as_secs_f64();
             let network = format!(
                 "784-{}-10",
-                hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("-")
+                hidden
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-")
             );
             let fig = Figure {
                 device: choice.to_string(),

@@ -120,13 +120,23 @@ fn main() -> anyhow::Result<()> {
                 resume,
                 seed: 42,
             };
-            let summary = run_one(model, dataset.as_deref(), target.as_deref(), &name, &settings)?;
+            let summary = run_one(
+                model,
+                dataset.as_deref(),
+                target.as_deref(),
+                &name,
+                &settings,
+            )?;
             print_summary(&summary);
             Report {
                 runs: vec![summary.record.clone()],
             }
             .write(&out.join("report.json"))?;
-            println!("wrote {} and {}", out.join("report.json").display(), summary.curves().display());
+            println!(
+                "wrote {} and {}",
+                out.join("report.json").display(),
+                summary.curves().display()
+            );
             Ok(())
         }
         Task::Bench {
@@ -154,7 +164,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn dashboard(lines: bool) -> Dashboard {
-    if lines { Dashboard::Lines } else { Dashboard::Auto }
+    if lines {
+        Dashboard::Lines
+    } else {
+        Dashboard::Auto
+    }
 }
 
 fn parse_device(device: Option<String>) -> anyhow::Result<DeviceChoice> {
@@ -180,7 +194,11 @@ fn run_one(
                     let table = Table::read(path)?;
                     let target = match target {
                         Some(t) => t.to_string(),
-                        None => table.columns.last().cloned().context("table has no columns")?,
+                        None => table
+                            .columns
+                            .last()
+                            .cloned()
+                            .context("table has no columns")?,
                     };
                     table.regression(&target)?
                 }
@@ -208,12 +226,21 @@ fn print_summary(s: &RunSummary) {
     }
 }
 
-fn train_all(device: DeviceChoice, quick: bool, out: &Path, dashboard: Dashboard) -> anyhow::Result<()> {
+fn train_all(
+    device: DeviceChoice,
+    quick: bool,
+    out: &Path,
+    dashboard: Dashboard,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let run_root = PathBuf::from("runs/train-all");
     let mut summaries = Vec::new();
     for model in ModelName::ALL {
-        let dataset = if model == ModelName::LinearRegression { "diabetes" } else { "mnist" };
+        let dataset = if model == ModelName::LinearRegression {
+            "diabetes"
+        } else {
+            "mnist"
+        };
         let settings = RunSettings {
             device,
             run_dir: run_root.join(format!("{}-{dataset}", model.as_str())),
@@ -230,6 +257,9 @@ fn train_all(device: DeviceChoice, quick: bool, out: &Path, dashboard: Dashboard
     }
     let total = started.elapsed().as_secs_f64();
     report_md::write(out, &summaries, device, quick, total)?;
-    println!("train-all took {total:.0} s; wrote {}/report.md and report.json", out.display());
+    println!(
+        "train-all took {total:.0} s; wrote {}/report.md and report.json",
+        out.display()
+    );
     Ok(())
 }

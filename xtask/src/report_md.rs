@@ -12,12 +12,23 @@ fn target(s: &RunSummary) -> (String, Option<bool>) {
         ("linear_regression", "diabetes") => match s.reference {
             Some(closed) => {
                 let gap = (r.value - closed).abs() / closed.abs();
-                (format!("within 1% of closed-form R² {closed:.4} (gap {:.2}%)", 100.0 * gap), Some(gap <= 0.01))
+                (
+                    format!(
+                        "within 1% of closed-form R² {closed:.4} (gap {:.2}%)",
+                        100.0 * gap
+                    ),
+                    Some(gap <= 0.01),
+                )
             }
             None => ("within 1% of closed-form R²".into(), None),
         },
-        ("logistic_regression", "mnist") => ("≥ 92.0% (published ≈ 92%)".into(), Some(r.value >= 0.92)),
-        ("mlp", "mnist") => ("≥ 98.0% (784-800-10: 98.4%, Simard 2003)".into(), Some(r.value >= 0.98)),
+        ("logistic_regression", "mnist") => {
+            ("≥ 92.0% (published ≈ 92%)".into(), Some(r.value >= 0.92))
+        }
+        ("mlp", "mnist") => (
+            "≥ 98.0% (784-800-10: 98.4%, Simard 2003)".into(),
+            Some(r.value >= 0.98),
+        ),
         _ => ("—".into(), None),
     }
 }
@@ -42,14 +53,24 @@ pub fn write(
         md,
         "Written by `cargo xtask train-all{}{}`. Device `{device}`; {} CPU threads available; \
          the whole run took {total_seconds:.0} s.\n",
-        if device == DeviceChoice::cpu_default()? { String::new() } else { format!(" --device {device}") },
+        if device == DeviceChoice::cpu_default()? {
+            String::new()
+        } else {
+            format!(" --device {device}")
+        },
         if quick { " --quick" } else { "" },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     )?;
     if quick {
-        writeln!(md, "**Quick (smoke) run: small subsets and 1–2 epochs; the figures are not results.**\n")?;
+        writeln!(
+            md,
+            "**Quick (smoke) run: small subsets and 1–2 epochs; the figures are not results.**\n"
+        )?;
     }
-    writeln!(md, "| model | dataset | metric | value | target | met | params | epochs | train s |")?;
+    writeln!(
+        md,
+        "| model | dataset | metric | value | target | met | params | epochs | train s |"
+    )?;
     writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
     for s in runs {
         let r = &s.record;
@@ -68,7 +89,10 @@ pub fn write(
             md,
             "| {}{} | {} | {} | {value} | {bar} | {met} | {} | {} | {:.1} |",
             r.model,
-            r.variant.as_ref().map(|v| format!(" ({v})")).unwrap_or_default(),
+            r.variant
+                .as_ref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default(),
             r.dataset,
             r.metric,
             r.params,

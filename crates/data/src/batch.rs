@@ -47,7 +47,10 @@ impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
             labels.push(item.label as i64);
         }
         ImageBatch {
-            images: Tensor::from_data(TensorData::new(pixels, [n, self.height, self.width]), device),
+            images: Tensor::from_data(
+                TensorData::new(pixels, [n, self.height, self.width]),
+                device,
+            ),
             labels: Tensor::from_data(TensorData::new(labels, [n]), device),
         }
     }
@@ -104,22 +107,51 @@ mod tests {
         let b = ImageBatcher::new(PixelNormalizer::unit(), 1, 2);
         let batch = b.batch(
             vec![
-                ImageItem { pixels: vec![0, 255], label: 3 },
-                ImageItem { pixels: vec![255, 0], label: 1 },
+                ImageItem {
+                    pixels: vec![0, 255],
+                    label: 3,
+                },
+                ImageItem {
+                    pixels: vec![255, 0],
+                    label: 1,
+                },
             ],
             &device,
         );
         assert_eq!(batch.images.dims(), [2, 1, 2]);
-        assert_eq!(batch.images.to_data().try_to_vec::<f32>().unwrap(), [0.0, 1.0, 1.0, 0.0]);
-        assert_eq!(batch.labels.to_data().convert::<i64>().try_to_vec::<i64>().unwrap(), [3, 1]);
+        assert_eq!(
+            batch.images.to_data().try_to_vec::<f32>().unwrap(),
+            [0.0, 1.0, 1.0, 0.0]
+        );
+        assert_eq!(
+            batch
+                .labels
+                .to_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap(),
+            [3, 1]
+        );
     }
 
     #[test]
     fn tabular_batch_standardises() {
         let device = Device::flex();
-        let s = Standardizer { mean: vec![1.0], std: vec![2.0] };
-        let b = TabularBatcher { features: s.clone(), target: Some(s) };
-        let batch = b.batch(vec![RegressionItem { features: vec![5.0], target: 3.0 }], &device);
+        let s = Standardizer {
+            mean: vec![1.0],
+            std: vec![2.0],
+        };
+        let b = TabularBatcher {
+            features: s.clone(),
+            target: Some(s),
+        };
+        let batch = b.batch(
+            vec![RegressionItem {
+                features: vec![5.0],
+                target: 3.0,
+            }],
+            &device,
+        );
         assert_eq!(batch.features.to_data().try_to_vec::<f32>().unwrap(), [2.0]);
         assert_eq!(batch.targets.dims(), [1, 1]);
         assert_eq!(batch.targets.to_data().try_to_vec::<f32>().unwrap(), [1.0]);

@@ -15,7 +15,9 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// An IDX file does not start with a valid magic number.
-    #[error("{path}: not an IDX file of unsigned bytes: magic number {found:#010x} (expected 0x0000080N)")]
+    #[error(
+        "{path}: not an IDX file of unsigned bytes: magic number {found:#010x} (expected 0x0000080N)"
+    )]
     BadMagic {
         /// The file.
         path: PathBuf,

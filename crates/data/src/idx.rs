@@ -52,7 +52,9 @@ impl IdxArray {
             });
         }
         let header_len = 4 + 4 * rank;
-        let header = bytes.get(4..header_len).ok_or_else(|| truncated(header_len))?;
+        let header = bytes
+            .get(4..header_len)
+            .ok_or_else(|| truncated(header_len))?;
         let dims: Vec<usize> = header
             .chunks_exact(4)
             .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
@@ -107,7 +109,14 @@ mod tests {
         let mut bytes = sample().to_bytes();
         bytes.truncate(bytes.len() - 5);
         let err = IdxArray::parse(&bytes, 3, &PathBuf::from("imgs.idx")).unwrap_err();
-        assert!(matches!(err, DataError::Truncated { expected: 12, found: 7, .. }));
+        assert!(matches!(
+            err,
+            DataError::Truncated {
+                expected: 12,
+                found: 7,
+                ..
+            }
+        ));
         assert!(err.to_string().contains("imgs.idx"), "{err}");
     }
 
@@ -122,8 +131,24 @@ mod tests {
         let mut bytes = sample().to_bytes();
         bytes[2] = 0x0D; // float data
         let err = IdxArray::parse(&bytes, 3, Path::new("f")).unwrap_err();
-        assert!(matches!(err, DataError::BadMagic { found: 0x0000_0D03, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::BadMagic {
+                    found: 0x0000_0D03,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = IdxArray::parse(&sample().to_bytes(), 1, Path::new("f")).unwrap_err();
-        assert!(matches!(err, DataError::WrongRank { expected: 1, found: 3, .. }));
+        assert!(matches!(
+            err,
+            DataError::WrongRank {
+                expected: 1,
+                found: 3,
+                ..
+            }
+        ));
     }
 }

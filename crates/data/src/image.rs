@@ -30,7 +30,12 @@ pub struct ImageDataset {
 
 impl ImageDataset {
     /// Builds a dataset from raw pixels (`labels.len() × height × width` bytes) and labels.
-    pub fn new(pixels: Vec<u8>, labels: Vec<u8>, height: usize, width: usize) -> Result<Self, DataError> {
+    pub fn new(
+        pixels: Vec<u8>,
+        labels: Vec<u8>,
+        height: usize,
+        width: usize,
+    ) -> Result<Self, DataError> {
         if pixels.len() != labels.len() * height * width {
             return Err(DataError::InvalidSplit(format!(
                 "{} pixel bytes do not make {} images of {height}×{width}",
@@ -91,7 +96,11 @@ impl ImageDataset {
 
     /// Number of classes: one more than the largest label in the whole underlying file.
     pub fn num_classes(&self) -> usize {
-        self.labels.iter().copied().max().map_or(0, |m| m as usize + 1)
+        self.labels
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| m as usize + 1)
     }
 
     /// The label of item `i` of this dataset.
@@ -246,7 +255,14 @@ mod tests {
         let l = write(dir.path(), "l", &labels(4));
         let err = ImageDataset::from_idx(&i, &l).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, DataError::CountMismatch { image_count: 5, label_count: 4, .. }));
+        assert!(matches!(
+            err,
+            DataError::CountMismatch {
+                image_count: 5,
+                label_count: 4,
+                ..
+            }
+        ));
         assert!(msg.contains("/i ") && msg.contains("/l "), "{msg}");
     }
 
@@ -256,8 +272,12 @@ mod tests {
         write(dir.path(), "train-images-idx3-ubyte", &images(5));
         let err = ImageFolder::load(dir.path()).unwrap_err();
         assert!(err.to_string().contains("training labels"), "{err}");
-        let err = ImageDataset::from_idx(dir.path().join("nope"), dir.path().join("nope2")).unwrap_err();
-        assert!(matches!(err, DataError::Io { .. }) && err.to_string().contains("nope"), "{err}");
+        let err =
+            ImageDataset::from_idx(dir.path().join("nope"), dir.path().join("nope2")).unwrap_err();
+        assert!(
+            matches!(err, DataError::Io { .. }) && err.to_string().contains("nope"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -265,15 +285,38 @@ mod tests {
         let ds = ImageDataset::new((0..24).collect(), vec![0, 1, 2, 0, 1, 2], 2, 2).unwrap();
         let sub = ds.subset(&[4, 1]);
         assert_eq!(sub.len(), 2);
-        assert_eq!(sub.get(0).unwrap(), ImageItem { pixels: vec![16, 17, 18, 19], label: 1 });
+        assert_eq!(
+            sub.get(0).unwrap(),
+            ImageItem {
+                pixels: vec![16, 17, 18, 19],
+                label: 1
+            }
+        );
         assert_eq!(sub.subset(&[1]).get(0).unwrap().label, 1);
+    }
+
+    #[test]
+    fn a_truncated_gzip_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = crate::data_dir().join("mnist/t10k-labels-idx1-ubyte.gz");
+        let bytes = std::fs::read(real).unwrap();
+        let cut = dir.path().join("t10k-labels-idx1-ubyte.gz");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let err = IdxArray::read(&cut, 1).unwrap_err();
+        assert!(
+            err.to_string().contains("t10k-labels-idx1-ubyte.gz"),
+            "{err}"
+        );
     }
 
     #[test]
     fn vendored_mnist_has_the_canonical_shape() {
         let m = ImageFolder::mnist().unwrap();
         assert_eq!((m.train.len(), m.test.len()), (60_000, 10_000));
-        assert_eq!((m.train.height(), m.train.width(), m.train.num_classes()), (28, 28, 10));
+        assert_eq!(
+            (m.train.height(), m.train.width(), m.train.num_classes()),
+            (28, 28, 10)
+        );
         // The first training label of MNIST is a 5, the first test label a 7.
         assert_eq!((m.train.label(0), m.test.label(0)), (5, 7));
     }

@@ -93,7 +93,10 @@ impl PixelNormalizer {
 
     /// No normalisation beyond scaling bytes to 0–1.
     pub fn unit() -> Self {
-        Self { mean: 0.0, std: 1.0 }
+        Self {
+            mean: 0.0,
+            std: 1.0,
+        }
     }
 
     /// Normalises one byte.

@@ -17,7 +17,11 @@ pub struct SplitIndices {
 }
 
 /// Shuffles `0..n` with `seed` and holds out `valid_fraction` of it for validation; the rest trains.
-pub fn train_valid_split(n: usize, valid_fraction: f64, seed: u64) -> Result<SplitIndices, DataError> {
+pub fn train_valid_split(
+    n: usize,
+    valid_fraction: f64,
+    seed: u64,
+) -> Result<SplitIndices, DataError> {
     train_valid_test_split(n, valid_fraction, 0.0, seed)
 }
 
@@ -36,7 +40,13 @@ pub fn train_valid_test_split(
             "fractions valid={valid_fraction}, test={test_fraction} must be in [0, 1) and sum below 1"
         )));
     }
-    let part = |f: f64| if f > 0.0 { ((n as f64 * f).round() as usize).max(1) } else { 0 };
+    let part = |f: f64| {
+        if f > 0.0 {
+            ((n as f64 * f).round() as usize).max(1)
+        } else {
+            0
+        }
+    };
     let (n_valid, n_test) = (part(valid_fraction), part(test_fraction));
     if n_valid + n_test >= n {
         return Err(DataError::InvalidSplit(format!(

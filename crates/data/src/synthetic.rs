@@ -53,15 +53,27 @@ mod tests {
     #[test]
     fn line_follows_three_x_plus_two() {
         let d = linear_line(200, 0.0, 1);
-        assert!(d.items.iter().all(|i| (i.target - (3.0 * i.features[0] + 2.0)).abs() < 1e-5));
+        assert!(
+            d.items
+                .iter()
+                .all(|i| (i.target - (3.0 * i.features[0] + 2.0)).abs() < 1e-5)
+        );
         assert_eq!(linear_line(5, 0.1, 3), linear_line(5, 0.1, 3));
     }
 
     #[test]
     fn blobs_are_separated_by_label() {
         let (x, y) = two_blobs(400, 2);
-        let mean0: f32 = (0..400).filter(|&i| y[i] == 0).map(|i| x[2 * i]).sum::<f32>() / 200.0;
-        let mean1: f32 = (0..400).filter(|&i| y[i] == 1).map(|i| x[2 * i]).sum::<f32>() / 200.0;
+        let mean0: f32 = (0..400)
+            .filter(|&i| y[i] == 0)
+            .map(|i| x[2 * i])
+            .sum::<f32>()
+            / 200.0;
+        let mean1: f32 = (0..400)
+            .filter(|&i| y[i] == 1)
+            .map(|i| x[2 * i])
+            .sum::<f32>()
+            / 200.0;
         assert!(mean0 < -1.5 && mean1 > 1.5, "{mean0} {mean1}");
     }
 }

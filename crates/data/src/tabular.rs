@@ -24,7 +24,10 @@ impl Table {
         let path = path.as_ref();
         let bytes = read_maybe_gzipped(path)?;
         let text = String::from_utf8(bytes).map_err(|e| {
-            DataError::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            DataError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
         })?;
         Self::parse(&text, path)
     }
@@ -39,7 +42,10 @@ impl Table {
             path: path.to_path_buf(),
         })?;
         let delimiter = if header.contains('\t') { '\t' } else { ',' };
-        let columns: Vec<String> = header.split(delimiter).map(|c| c.trim().to_string()).collect();
+        let columns: Vec<String> = header
+            .split(delimiter)
+            .map(|c| c.trim().to_string())
+            .collect();
         let mut rows = Vec::new();
         for (index, line) in lines {
             let fields: Vec<&str> = line.split(delimiter).collect();
@@ -104,7 +110,12 @@ impl Table {
             .rows
             .iter()
             .map(|row| RegressionItem {
-                features: row.iter().enumerate().filter(|&(i, _)| i != t).map(|(_, &v)| v).collect(),
+                features: row
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != t)
+                    .map(|(_, &v)| v)
+                    .collect(),
                 target: row[t],
             })
             .collect();
@@ -180,7 +191,15 @@ mod tests {
     #[test]
     fn missing_field_names_file_and_line() {
         let err = Table::parse("a,b,c\n1,2,3\n4,5\n", Path::new("rows.csv")).unwrap_err();
-        assert!(matches!(err, DataError::FieldCount { line: 3, expected: 3, found: 2, .. }));
+        assert!(matches!(
+            err,
+            DataError::FieldCount {
+                line: 3,
+                expected: 3,
+                found: 2,
+                ..
+            }
+        ));
         assert!(err.to_string().starts_with("rows.csv:3:"), "{err}");
     }
 
@@ -194,12 +213,21 @@ mod tests {
 
     #[test]
     fn empty_and_unknown_target_are_errors() {
-        assert!(matches!(Table::parse("a,b\n", Path::new("e")), Err(DataError::Empty { .. })));
+        assert!(matches!(
+            Table::parse("a,b\n", Path::new("e")),
+            Err(DataError::Empty { .. })
+        ));
         let t = Table::parse("a,b\n1,2\n", Path::new("t")).unwrap();
         let err = t.regression("y").unwrap_err();
         assert!(err.to_string().contains("no column named `y`"), "{err}");
         let r = t.regression("a").unwrap();
-        assert_eq!(r.items[0], RegressionItem { features: vec![2.0], target: 1.0 });
+        assert_eq!(
+            r.items[0],
+            RegressionItem {
+                features: vec![2.0],
+                target: 1.0
+            }
+        );
     }
 
     #[test]

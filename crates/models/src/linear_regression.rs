@@ -44,7 +44,11 @@ impl LinearRegression {
     /// - returns `[batch, num_outputs]`
     pub fn try_forward(&self, features: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         let [d_input, _] = self.linear.weight.dims();
-        check_shape("linear_regression", &[None, Some(d_input)], &features.dims())?;
+        check_shape(
+            "linear_regression",
+            &[None, Some(d_input)],
+            &features.dims(),
+        )?;
         Ok(self.linear.forward(features))
     }
 

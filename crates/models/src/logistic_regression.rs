@@ -29,7 +29,11 @@ impl LogisticRegressionConfig {
                 ),
             });
         }
-        let outputs = if self.num_classes == 2 { 1 } else { self.num_classes };
+        let outputs = if self.num_classes == 2 {
+            1
+        } else {
+            self.num_classes
+        };
         Ok(LogisticRegression {
             linear: LinearConfig::new(self.num_features, outputs).init(device),
         })
@@ -56,7 +60,11 @@ impl LogisticRegression {
     /// - returns `[batch, 1]` (binary: the log-odds of class 1) or `[batch, num_classes]`
     pub fn try_forward(&self, features: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         let [d_input, _] = self.linear.weight.dims();
-        check_shape("logistic_regression", &[None, Some(d_input)], &features.dims())?;
+        check_shape(
+            "logistic_regression",
+            &[None, Some(d_input)],
+            &features.dims(),
+        )?;
         Ok(self.linear.forward(features))
     }
 
@@ -89,7 +97,11 @@ impl LogisticRegression {
     }
 
     /// Loss and class logits for flattened inputs and labels.
-    pub fn loss_and_logits(&self, features: Tensor<2>, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<2>) {
+    pub fn loss_and_logits(
+        &self,
+        features: Tensor<2>,
+        labels: Tensor<1, Int>,
+    ) -> (Tensor<1>, Tensor<2>) {
         let z = self.try_forward(features).unwrap_or_else(|e| panic!("{e}"));
         if self.is_binary() {
             let n = z.dims()[0];
@@ -108,7 +120,8 @@ impl Supervised for LogisticRegression {
     /// Flattens each `[height, width]` image into `height · width` features.
     fn forward_step(&self, batch: ImageBatch) -> ClassificationOutput {
         let [n, h, w] = batch.images.dims();
-        let (loss, logits) = self.loss_and_logits(batch.images.reshape([n, h * w]), batch.labels.clone());
+        let (loss, logits) =
+            self.loss_and_logits(batch.images.reshape([n, h * w]), batch.labels.clone());
         ClassificationOutput::new(loss, logits, batch.labels)
     }
 }
@@ -129,7 +142,13 @@ mod tests {
         assert_eq!(bin.try_forward(x.clone()).unwrap().dims(), [3, 1]);
         assert_eq!(bin.predict_proba(x.clone()).unwrap().dims(), [3, 2]);
         assert_eq!(multi.predict(x.clone()).unwrap().dims(), [3]);
-        let p = multi.predict_proba(x).unwrap().sum_dim(1).to_data().try_to_vec::<f32>().unwrap();
+        let p = multi
+            .predict_proba(x)
+            .unwrap()
+            .sum_dim(1)
+            .to_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert!(p.iter().all(|v| (v - 1.0).abs() < 1e-5));
         assert!(multi.try_forward(Tensor::zeros([3, 7], &d)).is_err());
         assert!(LogisticRegressionConfig::new(4, 1).init(&d).is_err());
@@ -142,10 +161,16 @@ mod tests {
         d.seed(1);
         let (x, y) = two_blobs(200, 3);
         let x = Tensor::<2>::from_data(TensorData::new(x, [200, 2]), &d);
-        let y = Tensor::<1, Int>::from_data(TensorData::new(y.iter().map(|&v| v as i64).collect(), [200]), &d);
+        let y = Tensor::<1, Int>::from_data(
+            TensorData::new(y.iter().map(|&v| v as i64).collect(), [200]),
+            &d,
+        );
         let mut model = LogisticRegressionConfig::new(2, 2).init(&d).unwrap();
         let mut optim = SgdConfig::new().init();
-        let first = model.loss_and_logits(x.clone(), y.clone()).0.into_scalar::<f32>();
+        let first = model
+            .loss_and_logits(x.clone(), y.clone())
+            .0
+            .into_scalar::<f32>();
         for _ in 0..30 {
             let (loss, _) = model.loss_and_logits(x.clone(), y.clone());
             let grads = GradientsParams::from_grads(loss.backward(), &model);

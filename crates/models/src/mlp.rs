@@ -64,7 +64,10 @@ impl MlpConfig {
             )));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(invalid(format!("dropout must be in [0, 1), got {}", self.dropout)));
+            return Err(invalid(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
         }
         let mut sizes = vec![self.num_features];
         sizes.extend(&self.hidden);
@@ -108,7 +111,9 @@ impl Mlp {
         check_shape("mlp", &[None, Some(d_input)], &features.dims())?;
         let mut x = features;
         for layer in &self.hidden {
-            x = self.dropout.forward(self.activation.apply(layer.forward(x)));
+            x = self
+                .dropout
+                .forward(self.activation.apply(layer.forward(x)));
         }
         Ok(self.output.forward(x))
     }
@@ -161,26 +166,64 @@ mod tests {
         for hidden in [vec![], vec![8], vec![16, 8]] {
             let m = MlpConfig::new(12, hidden.clone(), 3).init(&d).unwrap();
             assert_eq!(m.hidden.len(), hidden.len());
-            assert_eq!(m.try_forward_images(Tensor::zeros([2, 3, 4], &d)).unwrap().dims(), [2, 3]);
+            assert_eq!(
+                m.try_forward_images(Tensor::zeros([2, 3, 4], &d))
+                    .unwrap()
+                    .dims(),
+                [2, 3]
+            );
         }
         let m = MlpConfig::new(12, vec![8], 3).init(&d).unwrap();
         let err = m.try_forward(Tensor::zeros([2, 10], &d)).unwrap_err();
         assert!(err.to_string().contains("[2, 10]"), "{err}");
         assert!(MlpConfig::new(12, vec![0], 3).init(&d).is_err());
-        assert!(MlpConfig::new(12, vec![4], 3).with_dropout(1.5).init(&d).is_err());
+        assert!(
+            MlpConfig::new(12, vec![4], 3)
+                .with_dropout(1.5)
+                .init(&d)
+                .is_err()
+        );
     }
 
     #[test]
     fn activations_and_config_round_trip() {
         let d = Device::flex();
         let x = Tensor::<1>::from_data([-1.0, 0.0, 2.0], &d);
-        assert_eq!(Activation::Relu.apply(x.clone()).to_data().try_to_vec::<f32>().unwrap(), [0.0, 0.0, 2.0]);
-        assert!((Activation::Sigmoid.apply(x.clone()).to_data().try_to_vec::<f32>().unwrap()[1] - 0.5).abs() < 1e-6);
-        assert!((Activation::Tanh.apply(x).to_data().try_to_vec::<f32>().unwrap()[2] - 2f32.tanh()).abs() < 1e-6);
+        assert_eq!(
+            Activation::Relu
+                .apply(x.clone())
+                .to_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+            [0.0, 0.0, 2.0]
+        );
+        assert!(
+            (Activation::Sigmoid
+                .apply(x.clone())
+                .to_data()
+                .try_to_vec::<f32>()
+                .unwrap()[1]
+                - 0.5)
+                .abs()
+                < 1e-6
+        );
+        assert!(
+            (Activation::Tanh
+                .apply(x)
+                .to_data()
+                .try_to_vec::<f32>()
+                .unwrap()[2]
+                - 2f32.tanh())
+            .abs()
+                < 1e-6
+        );
         let c = MlpConfig::new(784, vec![256, 128], 10)
             .with_activation(Activation::Tanh)
             .with_dropout(0.2);
         let back: MlpConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
-        assert_eq!((back.hidden, back.activation, back.dropout), (vec![256, 128], Activation::Tanh, 0.2));
+        assert_eq!(
+            (back.hidden, back.activation, back.dropout),
+            (vec![256, 128], Activation::Tanh, 0.2)
+        );
     }
 }

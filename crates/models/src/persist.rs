@@ -10,7 +10,10 @@ pub fn save_weights<M: Module>(model: &M, weights: &Path) -> Result<(), ModelErr
     if let Some(dir) = weights.parent() {
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
     }
-    model.clone().save_file(weights).map_err(|e| file_error(weights, e))
+    model
+        .clone()
+        .save_file(weights)
+        .map_err(|e| file_error(weights, e))
 }
 
 /// Loads weights into `model` (freshly built from the same config); a file for another architecture or
@@ -22,7 +25,9 @@ pub fn load_weights<M: Module>(model: M, weights: &Path) -> Result<M, ModelError
             message: "no such weights file".into(),
         });
     }
-    model.try_load_file(weights).map_err(|e| file_error(weights, e))
+    model
+        .try_load_file(weights)
+        .map_err(|e| file_error(weights, e))
 }
 
 /// Saves a config as JSON.

@@ -35,19 +35,44 @@ fn mlp_learns_mnist_subset_and_writes_its_run_folder() {
     let device = Device::flex();
     device.seed(3);
     let model = MlpConfig::new(784, vec![64], 10).init(&device).unwrap();
-    let before = evaluate_dataset(&model, test.clone(), batcher.clone(), 250, &device, 1.0).unwrap();
+    let before =
+        evaluate_dataset(&model, test.clone(), batcher.clone(), 250, &device, 1.0).unwrap();
     let config = TrainingConfig::new(3, 32, 1e-3);
-    let out = fit(model, train, valid, batcher.clone(), &config, &options(dir.path(), false)).unwrap();
+    let out = fit(
+        model,
+        train,
+        valid,
+        batcher.clone(),
+        &config,
+        &options(dir.path(), false),
+    )
+    .unwrap();
     let after = evaluate_dataset(&out.model, test, batcher, 250, &device, 1.0).unwrap();
 
     let loss = out.history.series("train", "loss");
     assert_eq!(loss.len(), 3, "{:?}", out.history);
-    assert!(loss[2].1 < 0.6 * loss[0].1, "train loss did not fall: {loss:?}");
-    assert!(before.accuracy() < 0.3, "untrained accuracy {}", before.accuracy());
-    assert!(after.accuracy() > 0.85, "test accuracy after 3 epochs: {}", after.accuracy());
+    assert!(
+        loss[2].1 < 0.6 * loss[0].1,
+        "train loss did not fall: {loss:?}"
+    );
+    assert!(
+        before.accuracy() < 0.3,
+        "untrained accuracy {}",
+        before.accuracy()
+    );
+    assert!(
+        after.accuracy() > 0.85,
+        "test accuracy after 3 epochs: {}",
+        after.accuracy()
+    );
     assert!(!out.history.series("valid", "accuracy").is_empty());
     assert_eq!(out.epochs, 3);
-    for f in ["metrics.csv", "curves.png", "checkpoint/model-3.bpk", "checkpoint/optim-3.bpk"] {
+    for f in [
+        "metrics.csv",
+        "curves.png",
+        "checkpoint/model-3.bpk",
+        "checkpoint/optim-3.bpk",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
 }
@@ -58,7 +83,9 @@ fn logistic_regression_learns_mnist_subset() {
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
     device.seed(5);
-    let model = LogisticRegressionConfig::new(784, 10).init(&device).unwrap();
+    let model = LogisticRegressionConfig::new(784, 10)
+        .init(&device)
+        .unwrap();
     let mut config = TrainingConfig::new(2, 32, 1e-3);
     config.optimizer = OptimizerConfig::Sgd {
         momentum: 0.9,
@@ -66,8 +93,18 @@ fn logistic_regression_learns_mnist_subset() {
         weight_decay: 0.0,
     };
     config.lr = 0.01;
-    let out = fit(model, train, valid, batcher.clone(), &config, &options(dir.path(), false)).unwrap();
-    let acc = evaluate_dataset(&out.model, test, batcher, 250, &device, 1.0).unwrap().accuracy();
+    let out = fit(
+        model,
+        train,
+        valid,
+        batcher.clone(),
+        &config,
+        &options(dir.path(), false),
+    )
+    .unwrap();
+    let acc = evaluate_dataset(&out.model, test, batcher, 250, &device, 1.0)
+        .unwrap()
+        .accuracy();
     assert!(acc > 0.8, "logistic regression test accuracy {acc}");
 }
 
@@ -78,15 +115,35 @@ fn training_resumes_from_the_last_checkpoint() {
     let device = Device::flex();
     let config = MlpConfig::new(784, vec![32], 10);
     let mut training = TrainingConfig::new(2, 64, 1e-3);
-    let first = fit(config.init(&device).unwrap(), train.clone(), valid.clone(), batcher.clone(), &training, &options(dir.path(), false)).unwrap();
+    let first = fit(
+        config.init(&device).unwrap(),
+        train.clone(),
+        valid.clone(),
+        batcher.clone(),
+        &training,
+        &options(dir.path(), false),
+    )
+    .unwrap();
     let first_rows = first.history.series("train", "loss");
 
     // "Interrupted" after epoch 2; ask for 4 epochs and resume.
     training.epochs = 4;
-    let resumed = fit(config.init(&device).unwrap(), train, valid, batcher, &training, &options(dir.path(), true)).unwrap();
+    let resumed = fit(
+        config.init(&device).unwrap(),
+        train,
+        valid,
+        batcher,
+        &training,
+        &options(dir.path(), true),
+    )
+    .unwrap();
     let rows = resumed.history.series("train", "loss");
     assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert_eq!(&rows[..2], &first_rows[..], "epochs before the resume are kept as they were");
+    assert_eq!(
+        &rows[..2],
+        &first_rows[..],
+        "epochs before the resume are kept as they were"
+    );
     assert!(rows[3].1 < rows[0].1, "{rows:?}");
     assert!(dir.path().join("checkpoint/model-4.bpk").is_file());
 }
@@ -97,8 +154,24 @@ fn resuming_with_another_architecture_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
     let training = TrainingConfig::new(1, 128, 1e-3);
-    fit(MlpConfig::new(784, vec![32], 10).init(&device).unwrap(), train.clone(), valid.clone(), batcher.clone(), &training, &options(dir.path(), false)).unwrap();
-    let err = fit(MlpConfig::new(784, vec![16], 10).init(&device).unwrap(), train, valid, batcher, &training, &options(dir.path(), true)).unwrap_err();
+    fit(
+        MlpConfig::new(784, vec![32], 10).init(&device).unwrap(),
+        train.clone(),
+        valid.clone(),
+        batcher.clone(),
+        &training,
+        &options(dir.path(), false),
+    )
+    .unwrap();
+    let err = fit(
+        MlpConfig::new(784, vec![16], 10).init(&device).unwrap(),
+        train,
+        valid,
+        batcher,
+        &training,
+        &options(dir.path(), true),
+    )
+    .unwrap_err();
     assert!(matches!(err, TrainError::Checkpoint { .. }), "{err}");
     assert!(err.to_string().contains("model-1.bpk"), "{err}");
 }
@@ -115,7 +188,15 @@ fn a_diverging_loss_stops_training_with_an_error() {
     let mut training = TrainingConfig::new(200, 0, 50.0);
     training.optimizer = OptimizerConfig::FullBatchGd { weight_decay: 0.0 };
     let model = LinearRegressionConfig::new(1).init(&device).unwrap();
-    let err = fit(model, data.clone(), data, batcher, &training, &options(dir.path(), false)).unwrap_err();
+    let err = fit(
+        model,
+        data.clone(),
+        data,
+        batcher,
+        &training,
+        &options(dir.path(), false),
+    )
+    .unwrap_err();
     match err {
         TrainError::NonFiniteLoss { epoch, .. } => assert!(epoch < 200, "stopped at {epoch}"),
         other => panic!("expected NonFiniteLoss, got {other}"),
@@ -126,7 +207,17 @@ fn a_diverging_loss_stops_training_with_an_error() {
 fn invalid_configs_are_errors() {
     let (train, valid, _, batcher) = mnist_subsets();
     let dir = tempfile::tempdir().unwrap();
-    let model = MlpConfig::new(784, vec![8], 10).init(&Device::flex()).unwrap();
-    let err = fit(model, train, valid, batcher, &TrainingConfig::new(0, 32, 1e-3), &options(dir.path(), false)).unwrap_err();
+    let model = MlpConfig::new(784, vec![8], 10)
+        .init(&Device::flex())
+        .unwrap();
+    let err = fit(
+        model,
+        train,
+        valid,
+        batcher,
+        &TrainingConfig::new(0, 32, 1e-3),
+        &options(dir.path(), false),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("epochs"), "{err}");
 }

@@ -28,18 +28,38 @@ fn weights_of_another_architecture_or_no_file_are_errors() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mlp.bpk");
-    save_weights(&MlpConfig::new(12, vec![8], 4).init(&device).unwrap(), &path).unwrap();
+    save_weights(
+        &MlpConfig::new(12, vec![8], 4).init(&device).unwrap(),
+        &path,
+    )
+    .unwrap();
 
-    let err = load_weights(MlpConfig::new(12, vec![9], 4).init(&device).unwrap(), &path).unwrap_err();
-    assert!(matches!(err, ModelError::File { .. }) && err.to_string().contains("mlp.bpk"), "{err}");
-    let err = load_weights(LogisticRegressionConfig::new(12, 4).init(&device).unwrap(), &path).unwrap_err();
+    let err =
+        load_weights(MlpConfig::new(12, vec![9], 4).init(&device).unwrap(), &path).unwrap_err();
+    assert!(
+        matches!(err, ModelError::File { .. }) && err.to_string().contains("mlp.bpk"),
+        "{err}"
+    );
+    let err = load_weights(
+        LogisticRegressionConfig::new(12, 4).init(&device).unwrap(),
+        &path,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("mlp.bpk"), "{err}");
 
     let missing = dir.path().join("none.bpk");
-    let err = load_weights(LinearRegressionConfig::new(3).init(&device).unwrap(), &missing).unwrap_err();
+    let err = load_weights(
+        LinearRegressionConfig::new(3).init(&device).unwrap(),
+        &missing,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("none.bpk"), "{err}");
 
     std::fs::write(dir.path().join("junk.bpk"), b"not a burnpack file").unwrap();
-    let err = load_weights(LinearRegressionConfig::new(3).init(&device).unwrap(), &dir.path().join("junk.bpk")).unwrap_err();
+    let err = load_weights(
+        LinearRegressionConfig::new(3).init(&device).unwrap(),
+        &dir.path().join("junk.bpk"),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("junk.bpk"), "{err}");
 }

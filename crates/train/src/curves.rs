@@ -28,7 +28,9 @@ pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), Tr
     };
     let metrics: Vec<&str> = ["loss", "accuracy"]
         .into_iter()
-        .filter(|m| !history.series("train", m).is_empty() || !history.series("valid", m).is_empty())
+        .filter(|m| {
+            !history.series("train", m).is_empty() || !history.series("valid", m).is_empty()
+        })
         .collect();
     if metrics.is_empty() {
         return Err(err(&"no metrics logged"));

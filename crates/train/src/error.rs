@@ -31,7 +31,9 @@ pub enum TrainError {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// The loss became NaN or infinite.
-    #[error("training diverged: the mean {split} loss of epoch {epoch} is {value} (lower the learning rate?)")]
+    #[error(
+        "training diverged: the mean {split} loss of epoch {epoch} is {value} (lower the learning rate?)"
+    )]
     NonFiniteLoss {
         /// The epoch (1-based).
         epoch: usize,

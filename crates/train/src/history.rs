@@ -230,7 +230,8 @@ impl MetricLogger for EpochCsvLogger {
         }
         if let Some((_, loss)) = rows.iter().find(|(n, v)| n == "loss" && !v.is_finite()) {
             if let Ok(mut d) = self.divergence.lock() {
-                d.non_finite.get_or_insert((summary.epoch_number, split.clone(), *loss));
+                d.non_finite
+                    .get_or_insert((summary.epoch_number, split.clone(), *loss));
             }
             self.interrupter.stop(Some("non-finite loss"));
         }

@@ -75,10 +75,14 @@ impl TrainingConfig {
 
     fn validate(&self) -> Result<(), TrainError> {
         if self.epochs == 0 {
-            return Err(TrainError::InvalidConfig("epochs must be at least 1".into()));
+            return Err(TrainError::InvalidConfig(
+                "epochs must be at least 1".into(),
+            ));
         }
         if self.batch_size == 0 && !self.optimizer.is_full_batch() {
-            return Err(TrainError::InvalidConfig("batch_size must be at least 1".into()));
+            return Err(TrainError::InvalidConfig(
+                "batch_size must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -163,8 +167,9 @@ where
     } else {
         None
     };
-    if resume_from.is_none() && dir.exists() {
-        // A fresh run: drop the previous run's checkpoints and logs so they cannot be mixed with this one.
+    if resume_from.is_none() && dir.join("metrics.csv").is_file() {
+        // A fresh run in the folder of an earlier one (recognised by its `metrics.csv`): drop that run's
+        // checkpoints and logs so they cannot be mixed with this one.
         for stale in ["checkpoint", "train", "valid"] {
             let p = dir.join(stale);
             if p.exists() {
@@ -247,9 +252,7 @@ where
             Aggregate::Mean,
             Direction::Lowest,
             Split::Valid,
-            StoppingCondition::NoImprovementSince {
-                n_epochs: patience,
-            },
+            StoppingCondition::NoImprovementSince { n_epochs: patience },
         ));
     }
     if let Some(epoch) = resume_from {
@@ -274,7 +277,10 @@ where
     let history = History::read(&dir.join("metrics.csv"))?;
     let mut best_epoch = Some(history.last_epoch()).filter(|&e| e > 0);
     let mut trained = result.model.model;
-    if let Some(best) = history.best_valid_loss_epoch().filter(|_| config.restore_best) {
+    if let Some(best) = history
+        .best_valid_loss_epoch()
+        .filter(|_| config.restore_best)
+    {
         let path = checkpoint_dir.join(format!("model-{best}.bpk"));
         if path.exists() {
             let best_model = Regularized {
@@ -307,7 +313,10 @@ pub fn last_checkpoint(dir: &Path) -> Option<usize> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse().ok()
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse()
+                .ok()
         })
         .max()
 }
@@ -315,4 +324,44 @@ pub fn last_checkpoint(dir: &Path) -> Option<usize> {
 /// Counts a module's trainable scalars.
 pub fn param_count<M: Module>(model: &M) -> usize {
     model.num_params()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_config_round_trips_through_json() {
+        let mut c = TrainingConfig::new(7, 32, 0.01);
+        c.optimizer = OptimizerConfig::RmsProp {
+            alpha: 0.9,
+            momentum: 0.5,
+            weight_decay: 1e-4,
+        };
+        c.schedule = LrSchedule::Step {
+            every_epochs: 2,
+            gamma: 0.5,
+        };
+        c.regularization = Regularization { l1: 1e-5, l2: 1e-4 };
+        c.early_stopping_patience = Some(3);
+        c.restore_best = false;
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<TrainingConfig>(&json).unwrap(), c);
+        // Optional fields have defaults.
+        let minimal: TrainingConfig = serde_json::from_str(
+            r#"{"epochs":1,"batch_size":8,"lr":0.1,"optimizer":{"kind":"sgd"}}"#,
+        )
+        .unwrap();
+        assert!(minimal.restore_best && minimal.early_stopping_patience.is_none());
+    }
+
+    #[test]
+    fn last_checkpoint_finds_the_highest_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(last_checkpoint(dir.path()), None);
+        for name in ["model-2.bpk", "model-10.bpk", "optim-11.bpk", "model-x.bpk"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        assert_eq!(last_checkpoint(dir.path()), Some(10));
+    }
 }

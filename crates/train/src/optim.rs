@@ -119,9 +119,9 @@ impl OptimizerConfig {
     /// Builds burn's optimizer.
     pub fn init(&self) -> ModuleOptimizer {
         match *self {
-            Self::FullBatchGd { weight_decay } => {
-                SgdConfig::new().with_weight_decay(decay(weight_decay)).init()
-            }
+            Self::FullBatchGd { weight_decay } => SgdConfig::new()
+                .with_weight_decay(decay(weight_decay))
+                .init(),
             Self::Sgd {
                 momentum,
                 nesterov,
@@ -270,7 +270,11 @@ mod tests {
         ];
         for o in all {
             let json = serde_json::to_string(&o).unwrap();
-            assert_eq!(serde_json::from_str::<OptimizerConfig>(&json).unwrap(), o, "{json}");
+            assert_eq!(
+                serde_json::from_str::<OptimizerConfig>(&json).unwrap(),
+                o,
+                "{json}"
+            );
             let _ = o.init();
         }
         let parsed: OptimizerConfig = serde_json::from_str(r#"{"kind":"adam"}"#).unwrap();
@@ -286,7 +290,10 @@ mod tests {
         .init(0.1, 4, 2)
         .unwrap();
         let lrs: Vec<f64> = (0..4).map(|_| s.step().base()).collect();
-        assert!((lrs[0] - 0.1).abs() < 1e-12 && (lrs[3] - 0.05).abs() < 1e-12, "{lrs:?}");
+        assert!(
+            (lrs[0] - 0.1).abs() < 1e-12 && (lrs[3] - 0.05).abs() < 1e-12,
+            "{lrs:?}"
+        );
         assert!(LrSchedule::Constant.init(-1.0, 1, 1).is_err());
         assert!(LrSchedule::Cosine { min_lr: 0.0 }.init(0.01, 3, 5).is_ok());
     }

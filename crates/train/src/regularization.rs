@@ -111,7 +111,13 @@ mod tests {
             ..l
         };
         let grads = r.penalty(&l).unwrap().backward();
-        let analytic = l.weight.grad(&grads).unwrap().to_data().try_to_vec::<f32>().unwrap();
+        let analytic = l
+            .weight
+            .grad(&grads)
+            .unwrap()
+            .to_data()
+            .try_to_vec::<f32>()
+            .unwrap();
 
         let plain = Device::flex();
         let value_at = |w: [[f32; 2]; 2]| -> f64 {
@@ -126,7 +132,10 @@ mod tests {
             plus[i][j] += eps;
             minus[i][j] -= eps;
             let numeric = (value_at(plus) - value_at(minus)) / (2.0 * eps as f64);
-            assert!((g as f64 - numeric).abs() < 1e-2, "w[{i}][{j}]: {g} vs {numeric}");
+            assert!(
+                (g as f64 - numeric).abs() < 1e-2,
+                "w[{i}][{j}]: {g} vs {numeric}"
+            );
         }
     }
 }

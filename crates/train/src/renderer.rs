@@ -49,4 +49,3 @@ impl MetricsRenderer for QuietRenderer {
     fn manual_close(&mut self) {}
     fn register_metric(&mut self, _: MetricDefinition) {}
 }
-

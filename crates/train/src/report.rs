@@ -81,11 +81,29 @@ mod tests {
         let path = dir.path().join("report.json");
         r.write(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        for key in ["runs", "model", "dataset", "device", "metric", "value", "params", "epochs", "train_seconds"] {
-            assert!(text.contains(&format!("\"{key}\"")), "{key} missing from {text}");
+        for key in [
+            "runs",
+            "model",
+            "dataset",
+            "device",
+            "metric",
+            "value",
+            "params",
+            "epochs",
+            "train_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("\"{key}\"")),
+                "{key} missing from {text}"
+            );
         }
         assert_eq!(Report::read(&path).unwrap(), r);
         std::fs::write(&path, "{\"runs\": 3}").unwrap();
-        assert!(Report::read(&path).unwrap_err().to_string().contains("report.json"));
+        assert!(
+            Report::read(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("report.json")
+        );
     }
 }
