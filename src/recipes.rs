@@ -236,65 +236,63 @@ pub fn image_classifier(
     let batcher = ImageBatcher::new(PixelNormalizer::fit(&train), h, w);
     let device = settings.device.device();
     device.seed(settings.seed);
-    let label = model.as_str();
-    let summary = match model {
+    let run = ImageRun {
+        model,
+        train,
+        valid,
+        test,
+        batcher,
+        dataset,
+        settings,
+    };
+    match model {
         ModelName::LogisticRegression => {
             let model_config = LogisticRegressionConfig::new(h * w, classes);
             let mut config = TrainingConfig::new(10, 128, 1e-3);
             config.schedule = LrSchedule::Cosine { min_lr: 1e-5 };
-            run_classifier(
-                model_config.init(&device)?,
-                &model_config,
-                config,
-                train,
-                valid,
-                test,
-                batcher,
-                dataset,
-                settings,
-                label,
-            )?
+            run_classifier(model_config.init(&device)?, &model_config, config, run)
         }
         ModelName::Mlp => {
             let model_config = MlpConfig::new(h * w, vec![512, 256], classes).with_dropout(0.2);
             let mut config = TrainingConfig::new(15, 128, 1e-3);
             config.schedule = LrSchedule::Cosine { min_lr: 1e-5 };
             config.early_stopping_patience = Some(4);
-            run_classifier(
-                model_config.init(&device)?,
-                &model_config,
-                config,
-                train,
-                valid,
-                test,
-                batcher,
-                dataset,
-                settings,
-                label,
-            )?
+            run_classifier(model_config.init(&device)?, &model_config, config, run)
         }
         ModelName::LinearRegression => bail!("linear_regression trains on a table, not on images"),
-    };
-    Ok(summary)
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_classifier<M, C>(
-    model: M,
-    model_config: &C,
-    mut config: TrainingConfig,
+/// The data and settings of one image-classifier run.
+struct ImageRun<'a> {
+    model: ModelName,
     train: ImageDataset,
     valid: ImageDataset,
     test: ImageDataset,
     batcher: ImageBatcher,
-    dataset: &str,
-    settings: &RunSettings,
-    label: &str,
+    dataset: &'a str,
+    settings: &'a RunSettings,
+}
+
+fn run_classifier<M, C>(
+    model: M,
+    model_config: &C,
+    mut config: TrainingConfig,
+    run: ImageRun<'_>,
 ) -> anyhow::Result<RunSummary>
 where
     M: Supervised<Batch = kiln_data::ImageBatch>,
     C: burn::config::Config,
 {
+    let ImageRun {
+        model: name,
+        train,
+        valid,
+        test,
+        batcher,
+        dataset,
+        settings,
+    } = run;
     config.seed = settings.seed;
     if settings.quick {
         config.epochs = 2;
@@ -308,7 +306,7 @@ where
         valid,
         batcher.clone(),
         &config,
-        &run_options(settings, label, dataset),
+        &run_options(settings, name.as_str(), dataset),
     )?;
     let scores = evaluate_dataset(
         &outcome.model,
@@ -323,7 +321,6 @@ where
         settings.run_dir.join("preprocessing.json"),
         serde_json_string(&batcher.normalizer)?,
     )?;
-    let name = ModelName::from_str(label)?;
     Ok(RunSummary {
         record: record(
             name,

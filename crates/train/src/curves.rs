@@ -61,7 +61,11 @@ pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), Tr
         chart
             .configure_mesh()
             .x_desc("epoch")
-            .y_desc(*metric)
+            .y_desc(if *metric == "accuracy" {
+                "accuracy (%)"
+            } else {
+                *metric
+            })
             .draw()
             .map_err(|e| err(&e))?;
         for (points, name, colour) in [(&train, "train", BLUE), (&valid, "valid", RED)] {
