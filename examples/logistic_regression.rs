@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
     let predicted = loaded.predict(images.reshape([n, h * w]))?;
     println!(
         "labels    {labels:?}\npredicted {:?}",
-        predicted.to_data().try_to_vec::<i64>()?
+        predicted.into_data().convert::<i64>().try_to_vec::<i64>()?
     );
     Ok(())
 }

@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
     let predicted = loaded.predict(batcher.batch(items, &device).images)?;
     println!(
         "labels    {labels:?}\npredicted {:?}",
-        predicted.to_data().try_to_vec::<i64>()?
+        predicted.into_data().convert::<i64>().try_to_vec::<i64>()?
     );
     Ok(())
 }
