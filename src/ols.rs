@@ -28,11 +28,12 @@ pub fn fit(data: &RegressionDataset) -> Option<(Vec<f64>, f64)> {
             return None;
         }
         a.swap(col, pivot);
-        for row in 0..p {
+        let pivot_row = a[col].clone();
+        for (row, r) in a.iter_mut().enumerate() {
             if row != col {
-                let factor = a[row][col] / a[col][col];
-                for k in col..=p {
-                    a[row][k] -= factor * a[col][k];
+                let factor = r[col] / pivot_row[col];
+                for (x, &pv) in r[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= factor * pv;
                 }
             }
         }

@@ -321,11 +321,6 @@ pub fn last_checkpoint(dir: &Path) -> Option<usize> {
         .max()
 }
 
-/// Counts a module's trainable scalars.
-pub fn param_count<M: Module>(model: &M) -> usize {
-    model.num_params()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
