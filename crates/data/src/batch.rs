@@ -1,5 +1,6 @@
 //! burn [`Batcher`]s: items in memory → tensors on a device.
 
+use crate::augment::{AugmentationConfig, Augmenter};
 use crate::image::ImageItem;
 use crate::normalize::{PixelNormalizer, Standardizer};
 use crate::tabular::RegressionItem;
@@ -15,7 +16,8 @@ pub struct ImageBatch {
     pub labels: Tensor<1, Int>,
 }
 
-/// Turns [`ImageItem`]s into an [`ImageBatch`], normalising pixels with training-split statistics.
+/// Turns [`ImageItem`]s into an [`ImageBatch`], normalising pixels with training-split statistics and,
+/// for training batchers, augmenting them on the fly.
 #[derive(Debug, Clone)]
 pub struct ImageBatcher {
     /// The normalisation applied to every pixel.
@@ -24,6 +26,8 @@ pub struct ImageBatcher {
     pub height: usize,
     /// Image width.
     pub width: usize,
+    /// Augmentation applied before normalisation (give it to the training batcher only).
+    pub augmenter: Option<Augmenter>,
 }
 
 impl ImageBatcher {
@@ -33,7 +37,15 @@ impl ImageBatcher {
             normalizer,
             height,
             width,
+            augmenter: None,
         }
+    }
+
+    /// The same batcher, augmenting every image with `config` from a generator seeded with `seed`
+    /// (no augmentation when `config` switches nothing on).
+    pub fn with_augmentation(mut self, config: AugmentationConfig, seed: u64) -> Self {
+        self.augmenter = config.is_active().then(|| Augmenter::new(config, seed));
+        self
     }
 }
 
@@ -43,7 +55,14 @@ impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
         let mut pixels = Vec::with_capacity(n * self.height * self.width);
         let mut labels = Vec::with_capacity(n);
         for item in &items {
-            pixels.extend(item.pixels.iter().map(|&p| self.normalizer.apply(p)));
+            match &self.augmenter {
+                Some(a) => pixels.extend(
+                    a.apply(&item.pixels, self.height, self.width)
+                        .into_iter()
+                        .map(|p| self.normalizer.apply_unit(p)),
+                ),
+                None => pixels.extend(item.pixels.iter().map(|&p| self.normalizer.apply(p))),
+            }
             labels.push(item.label as i64);
         }
         ImageBatch {
@@ -132,6 +151,42 @@ mod tests {
                 .unwrap(),
             [3, 1]
         );
+    }
+
+    #[test]
+    fn augmenting_batcher_keeps_labels_and_shapes_and_changes_pixels() {
+        let device = Device::flex();
+        let items: Vec<ImageItem> = (0..4u8)
+            .map(|label| ImageItem {
+                pixels: (0..64).map(|v| (v * 4) as u8).collect(),
+                label,
+            })
+            .collect();
+        let plain = ImageBatcher::new(PixelNormalizer::unit(), 8, 8);
+        let augmenting = plain
+            .clone()
+            .with_augmentation(AugmentationConfig::standard(), 1);
+        let a = plain.batch(items.clone(), &device);
+        let b = augmenting.batch(items.clone(), &device);
+        assert_eq!(b.images.dims(), [4, 8, 8]);
+        assert_eq!(
+            b.labels
+                .to_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap(),
+            [0, 1, 2, 3]
+        );
+        let (va, vb) = (
+            a.images.to_data().try_to_vec::<f32>().unwrap(),
+            b.images.to_data().try_to_vec::<f32>().unwrap(),
+        );
+        assert!(va.iter().zip(&vb).filter(|(x, y)| x != y).count() > 100);
+        // Same seed, same batches.
+        let again = plain
+            .with_augmentation(AugmentationConfig::standard(), 1)
+            .batch(items, &device);
+        assert_eq!(again.images.to_data().try_to_vec::<f32>().unwrap(), vb);
     }
 
     #[test]

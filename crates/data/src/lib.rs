@@ -5,10 +5,11 @@
 //! - [`tabular`]: CSV/TSV tables with a header, and regression datasets taken from them
 //!   ([`tabular::diabetes`] is the vendored Efron et al. data).
 //! - [`split`]: seeded train/validation splits; [`normalize`]: statistics from the training split only.
-//! - [`batch`]: burn `Batcher`s producing tensors on any device.
+//! - [`batch`]: burn `Batcher`s producing tensors on any device; [`augment`]: on-the-fly image augmentation.
 //! - [`synthetic`]: generators for unit tests only, never for reported results.
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod batch;
 pub mod error;
 pub mod idx;
@@ -19,6 +20,7 @@ pub mod split;
 pub mod synthetic;
 pub mod tabular;
 
+pub use augment::{AugmentationConfig, Augmenter};
 pub use batch::{ImageBatch, ImageBatcher, TabularBatch, TabularBatcher};
 pub use error::DataError;
 pub use image::{ImageDataset, ImageFolder, ImageItem};

@@ -101,7 +101,12 @@ impl PixelNormalizer {
 
     /// Normalises one byte.
     pub fn apply(&self, pixel: u8) -> f32 {
-        (pixel as f32 / 255.0 - self.mean) / self.std
+        self.apply_unit(pixel as f32 / 255.0)
+    }
+
+    /// Normalises a pixel already on the 0–1 scale (e.g. after augmentation).
+    pub fn apply_unit(&self, pixel: f32) -> f32 {
+        (pixel - self.mean) / self.std
     }
 }
 

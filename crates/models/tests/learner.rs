@@ -78,6 +78,33 @@ fn mlp_learns_mnist_subset_and_writes_its_run_folder() {
 }
 
 #[test]
+fn training_with_augmented_batches_still_learns() {
+    let (train, valid, test, batcher) = mnist_subsets();
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    device.seed(4);
+    let augmenting = batcher
+        .clone()
+        .with_augmentation(kiln_data::AugmentationConfig::standard(), 4);
+    let model = MlpConfig::new(784, vec![64], 10).init(&device).unwrap();
+    let config = TrainingConfig::new(3, 32, 1e-3);
+    let out = kiln_train::fit_with_batchers(
+        model,
+        train,
+        valid,
+        augmenting,
+        batcher.clone(),
+        &config,
+        &options(dir.path(), false),
+    )
+    .unwrap();
+    let acc = evaluate_dataset(&out.model, test, batcher, 250, &device, 1.0)
+        .unwrap()
+        .accuracy();
+    assert!(acc > 0.75, "test accuracy with augmented training: {acc}");
+}
+
+#[test]
 fn logistic_regression_learns_mnist_subset() {
     let (train, valid, test, batcher) = mnist_subsets();
     let dir = tempfile::tempdir().unwrap();

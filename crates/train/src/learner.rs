@@ -152,6 +152,35 @@ where
     DT: Dataset<I> + 'static,
     DV: Dataset<I> + 'static,
 {
+    fit_with_batchers(
+        model,
+        train,
+        valid,
+        batcher.clone(),
+        batcher,
+        config,
+        options,
+    )
+}
+
+/// [`fit`] with one batcher for training and another for validation (e.g. augmentation for training only).
+pub fn fit_with_batchers<M, I, B, DT, DV>(
+    model: M,
+    train: DT,
+    valid: DV,
+    train_batcher: B,
+    valid_batcher: B,
+    config: &TrainingConfig,
+    options: &RunOptions,
+) -> Result<FitOutcome<M>, TrainError>
+where
+    M: Supervised,
+    M::Batch: Clone + std::fmt::Debug,
+    I: Send + Sync + Clone + std::fmt::Debug + 'static,
+    B: Batcher<I, M::Batch> + 'static,
+    DT: Dataset<I> + 'static,
+    DV: Dataset<I> + 'static,
+{
     config.validate()?;
     if train.is_empty() || valid.is_empty() {
         return Err(TrainError::InvalidConfig(format!(
@@ -186,13 +215,13 @@ where
     };
     let iters_per_epoch = train.len().div_ceil(batch_size);
     let autodiff = options.device.clone().autodiff();
-    let train_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(batcher.clone())
+    let train_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(train_batcher)
         .batch_size(batch_size)
         .shuffle(config.seed)
         .num_workers(config.num_workers)
         .set_device(autodiff.clone())
         .build(train);
-    let valid_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(batcher)
+    let valid_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(valid_batcher)
         .batch_size(batch_size)
         .num_workers(config.num_workers)
         .set_device(options.device.clone())

@@ -30,7 +30,7 @@ pub use burn::train::{ClassificationOutput, RegressionOutput};
 pub use device::DeviceChoice;
 pub use error::TrainError;
 pub use evaluate::{Scores, evaluate, evaluate_dataset};
-pub use learner::{Dashboard, FitOutcome, RunOptions, TrainingConfig, fit};
+pub use learner::{Dashboard, FitOutcome, RunOptions, TrainingConfig, fit, fit_with_batchers};
 pub use optim::{LrSchedule, OptimizerConfig};
 pub use regularization::Regularization;
 pub use report::{Report, RunRecord};
