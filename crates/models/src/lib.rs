@@ -6,14 +6,17 @@
 //! | linear regression | [`linear_regression`] | MSE | `RegressionOutput` |
 //! | logistic regression, binary or multinomial | [`logistic_regression`] | BCE / cross-entropy | `ClassificationOutput` |
 //! | multi-layer perceptron | [`mlp`] | cross-entropy | `ClassificationOutput` |
+//! | convolutional network (and LeNet-5) | [`cnn`] | cross-entropy | `ClassificationOutput` |
 #![warn(missing_docs)]
 
+pub mod cnn;
 pub mod error;
 pub mod linear_regression;
 pub mod logistic_regression;
 pub mod mlp;
 pub mod persist;
 
+pub use cnn::{Cnn, CnnConfig};
 pub use error::ModelError;
 pub use linear_regression::{LinearRegression, LinearRegressionConfig};
 pub use logistic_regression::{LogisticRegression, LogisticRegressionConfig};

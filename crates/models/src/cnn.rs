@@ -1,0 +1,301 @@
+//! Convolutional classifier: `[conv → (batch-norm) → activation → max-pool]` blocks, flatten, fully
+//! connected hidden layers with dropout, and a linear output of class logits. The flattened size is computed
+//! from the image size, kernel sizes, paddings and pooling, never hard-coded.
+
+use crate::mlp::Activation;
+use crate::{ModelError, check_shape};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+};
+use burn::prelude::*;
+use kiln_data::ImageBatch;
+use kiln_train::{ClassificationOutput, Supervised, loss};
+
+/// Configuration of a [`Cnn`]. The default layers are the seeds' network: conv(1→32, 3×3, pad 1) – ReLU –
+/// max-pool 2 – conv(32→64, 3×3, pad 1) – ReLU – max-pool 2 – flatten – fc 128 – ReLU – fc classes.
+#[derive(Config, Debug)]
+pub struct CnnConfig {
+    /// Input channels (1 for greyscale).
+    pub in_channels: usize,
+    /// Image height.
+    pub height: usize,
+    /// Image width.
+    pub width: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Output channels of each convolution block.
+    #[config(default = "vec![32, 64]")]
+    pub channels: Vec<usize>,
+    /// Square kernel size of each convolution (one per block).
+    #[config(default = "vec![3, 3]")]
+    pub kernel_sizes: Vec<usize>,
+    /// Zero padding on every side of each convolution (one per block).
+    #[config(default = "vec![1, 1]")]
+    pub paddings: Vec<usize>,
+    /// Max-pooling window and stride after each block (1 disables pooling).
+    #[config(default = 2)]
+    pub pool: usize,
+    /// Sizes of the fully connected hidden layers.
+    #[config(default = "vec![128]")]
+    pub hidden: Vec<usize>,
+    /// Batch normalisation after each convolution.
+    #[config(default = false)]
+    pub batch_norm: bool,
+    /// Dropout probability before each fully connected layer after the first.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// The activation.
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+}
+
+impl CnnConfig {
+    /// LeNet-5 (LeCun et al. 1998) for `height × width` greyscale images: conv 6@5×5 (padded by 2, as
+    /// for 28×28 MNIST) – pool – conv 16@5×5 – pool – fc 120 – fc 84 – classes; ReLU and max-pooling, the
+    /// usual modern reading.
+    pub fn lenet5(height: usize, width: usize, num_classes: usize) -> Self {
+        Self::new(1, height, width, num_classes)
+            .with_channels(vec![6, 16])
+            .with_kernel_sizes(vec![5, 5])
+            .with_paddings(vec![2, 0])
+            .with_hidden(vec![120, 84])
+    }
+
+    /// `(channels, height, width)` after the convolution blocks, or an error naming the block where the
+    /// image became empty or the per-block lists that disagree.
+    pub fn feature_shape(&self) -> Result<[usize; 3], ModelError> {
+        let invalid = |message: String| ModelError::Config {
+            model: "cnn",
+            message,
+        };
+        let blocks = self.channels.len();
+        if self.kernel_sizes.len() != blocks || self.paddings.len() != blocks {
+            return Err(invalid(format!(
+                "channels ({blocks}), kernel_sizes ({}) and paddings ({}) need one entry per block",
+                self.kernel_sizes.len(),
+                self.paddings.len()
+            )));
+        }
+        let (mut h, mut w) = (self.height, self.width);
+        for (i, (&k, &p)) in self.kernel_sizes.iter().zip(&self.paddings).enumerate() {
+            if k == 0 || h + 2 * p < k || w + 2 * p < k {
+                return Err(invalid(format!(
+                    "block {i}: a {k}×{k} kernel does not fit a {h}×{w} input padded by {p}"
+                )));
+            }
+            (h, w) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+            (h, w) = (h / self.pool.max(1), w / self.pool.max(1));
+            if h == 0 || w == 0 {
+                return Err(invalid(format!(
+                    "block {i}: pooling by {} leaves an empty image",
+                    self.pool
+                )));
+            }
+        }
+        let c = self.channels.last().copied().unwrap_or(self.in_channels);
+        Ok([c, h, w])
+    }
+
+    /// Builds the model on `device`.
+    pub fn init(&self, device: &Device) -> Result<Cnn, ModelError> {
+        if self.in_channels == 0
+            || self.num_classes < 2
+            || self.channels.contains(&0)
+            || self.hidden.contains(&0)
+        {
+            return Err(ModelError::Config {
+                model: "cnn",
+                message: "channels, hidden sizes must be positive and there must be 2+ classes"
+                    .into(),
+            });
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ModelError::Config {
+                model: "cnn",
+                message: format!("dropout must be in [0, 1), got {}", self.dropout),
+            });
+        }
+        let [c, h, w] = self.feature_shape()?;
+        let mut inputs = vec![self.in_channels];
+        inputs.extend(&self.channels);
+        let blocks = inputs
+            .windows(2)
+            .zip(self.kernel_sizes.iter().zip(&self.paddings))
+            .map(|(io, (&k, &p))| ConvBlock {
+                conv: Conv2dConfig::new([io[0], io[1]], [k, k])
+                    .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                    .init(device),
+                norm: self
+                    .batch_norm
+                    .then(|| BatchNormConfig::new(io[1]).init(device)),
+            })
+            .collect();
+        let mut sizes = vec![c * h * w];
+        sizes.extend(&self.hidden);
+        let hidden = sizes
+            .windows(2)
+            .map(|s| LinearConfig::new(s[0], s[1]).init(device))
+            .collect();
+        Ok(Cnn {
+            blocks,
+            pool: (self.pool > 1).then(|| MaxPool2dConfig::new([self.pool, self.pool]).init()),
+            hidden,
+            output: LinearConfig::new(*sizes.last().unwrap_or(&(c * h * w)), self.num_classes)
+                .init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            activation: self.activation,
+            input: [self.in_channels, self.height, self.width],
+        })
+    }
+}
+
+/// One convolution block.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    /// The convolution.
+    pub conv: Conv2d,
+    /// Optional batch normalisation.
+    pub norm: Option<BatchNorm>,
+}
+
+/// Convolutional classifier.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    /// Convolution blocks.
+    pub blocks: Vec<ConvBlock>,
+    /// Pooling after each block.
+    pub pool: Option<MaxPool2d>,
+    /// Fully connected hidden layers.
+    pub hidden: Vec<Linear>,
+    /// Output layer (logits).
+    pub output: Linear,
+    /// Dropout before the fully connected layers after the first.
+    pub dropout: Dropout,
+    /// The activation.
+    #[module(skip)]
+    pub activation: Activation,
+    /// Expected `(channels, height, width)` of an input image.
+    #[module(skip)]
+    pub input: [usize; 3],
+}
+
+impl Cnn {
+    /// Class logits.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, channels, height, width]`
+    /// - returns `[batch, num_classes]`
+    pub fn try_forward(&self, images: Tensor<4>) -> Result<Tensor<2>, ModelError> {
+        let [c, h, w] = self.input;
+        check_shape("cnn", &[None, Some(c), Some(h), Some(w)], &images.dims())?;
+        let mut x = images;
+        for block in &self.blocks {
+            x = block.conv.forward(x);
+            if let Some(norm) = &block.norm {
+                x = norm.forward(x);
+            }
+            x = self.activation.apply(x);
+            if let Some(pool) = &self.pool {
+                x = pool.forward(x);
+            }
+        }
+        let n = x.dims()[0];
+        let mut x: Tensor<2> = x.reshape([n as i32, -1]);
+        for (i, layer) in self.hidden.iter().enumerate() {
+            if i > 0 {
+                x = self.dropout.forward(x);
+            }
+            x = self.activation.apply(layer.forward(x));
+        }
+        Ok(self.output.forward(self.dropout.forward(x)))
+    }
+
+    /// Logits for greyscale images `[batch, height, width]` (a channel axis is added).
+    pub fn try_forward_greyscale(&self, images: Tensor<3>) -> Result<Tensor<2>, ModelError> {
+        let [n, h, w] = images.dims();
+        self.try_forward(images.reshape([n, 1, h, w]))
+    }
+
+    /// Predicted classes for greyscale images `[batch, height, width]`, shape `[batch]`.
+    pub fn predict(&self, images: Tensor<3>) -> Result<Tensor<1, Int>, ModelError> {
+        let n = images.dims()[0];
+        Ok(self.try_forward_greyscale(images)?.argmax(1).reshape([n]))
+    }
+}
+
+impl Supervised for Cnn {
+    type Batch = ImageBatch;
+    type Output = ClassificationOutput;
+
+    fn forward_step(&self, batch: ImageBatch) -> ClassificationOutput {
+        let logits = self
+            .try_forward_greyscale(batch.images)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let loss = loss::cross_entropy(logits.clone(), batch.labels.clone());
+        ClassificationOutput::new(loss, logits, batch.labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattened_size_is_computed_for_several_image_sizes_and_channels() {
+        let d = Device::flex();
+        for (c, h, w) in [(1, 28, 28), (3, 32, 32), (1, 16, 20), (2, 9, 9)] {
+            let cfg = CnnConfig::new(c, h, w, 5)
+                .with_batch_norm(true)
+                .with_dropout(0.1);
+            let [fc, fh, fw] = cfg.feature_shape().unwrap();
+            assert_eq!((fc, fh, fw), (64, h / 4, w / 4));
+            let m = cfg.init(&d).unwrap();
+            assert_eq!(
+                m.try_forward(Tensor::zeros([2, c, h, w], &d))
+                    .unwrap()
+                    .dims(),
+                [2, 5]
+            );
+        }
+        let lenet = CnnConfig::lenet5(28, 28, 10);
+        assert_eq!(lenet.feature_shape().unwrap(), [16, 5, 5]);
+        let m = lenet.init(&d).unwrap();
+        assert_eq!(
+            m.predict(Tensor::zeros([3, 28, 28], &d)).unwrap().dims(),
+            [3]
+        );
+        // LeNet-5's 61,706 parameters for 10 classes (with max-pooling, which has none).
+        assert_eq!(m.num_params(), 61_706);
+    }
+
+    #[test]
+    fn wrong_shapes_and_impossible_configs_are_errors() {
+        let d = Device::flex();
+        let m = CnnConfig::new(1, 28, 28, 10).init(&d).unwrap();
+        let err = m
+            .try_forward(Tensor::zeros([2, 3, 28, 28], &d))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cnn: input of shape [2, 3, 28, 28] does not match the expected [_, 1, 28, 28]"
+        );
+        assert!(
+            m.try_forward_greyscale(Tensor::zeros([2, 27, 28], &d))
+                .is_err()
+        );
+        let err = CnnConfig::new(1, 4, 4, 10)
+            .with_channels(vec![8, 8, 8])
+            .with_kernel_sizes(vec![3, 3, 3])
+            .with_paddings(vec![1, 1, 1])
+            .init(&d)
+            .unwrap_err();
+        assert!(err.to_string().contains("block 2"), "{err}");
+        let err = CnnConfig::new(1, 28, 28, 10)
+            .with_kernel_sizes(vec![3])
+            .init(&d)
+            .unwrap_err();
+        assert!(err.to_string().contains("one entry per block"), "{err}");
+    }
+}
