@@ -105,6 +105,37 @@ fn training_with_augmented_batches_still_learns() {
 }
 
 #[test]
+fn cnn_learns_mnist_subset_within_a_few_steps() {
+    let (train, valid, test, batcher) = mnist_subsets();
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    device.seed(6);
+    let model = kiln_models::CnnConfig::new(1, 28, 28, 10)
+        .with_channels(vec![8, 16])
+        .with_hidden(vec![32])
+        .init(&device)
+        .unwrap();
+    let train = train.take(600);
+    let config = TrainingConfig::new(2, 32, 2e-3);
+    let out = fit(
+        model,
+        train,
+        valid,
+        batcher.clone(),
+        &config,
+        &options(dir.path(), false),
+    )
+    .unwrap();
+    let acc = evaluate_dataset(&out.model, test, batcher, 250, &device, 1.0)
+        .unwrap()
+        .accuracy();
+    assert!(
+        acc > 0.75,
+        "CNN test accuracy after 2 epochs on 600 images: {acc}"
+    );
+}
+
+#[test]
 fn logistic_regression_learns_mnist_subset() {
     let (train, valid, test, batcher) = mnist_subsets();
     let dir = tempfile::tempdir().unwrap();
