@@ -1,6 +1,6 @@
 """PyTorch's figure for `cargo xtask bench`'s workload, on the same machine.
 
-MLPs 784-256-128-10 and 784-512-256-10, ReLU, cross-entropy, Adam (lr 1e-3), on the first 50 batches of the
+MLPs 784-256-128-10 and 784-512-256-10 and the CNNs (the seeds' 32c3-64c3-128 and LeNet-5), ReLU, cross-entropy, Adam (lr 1e-3), on the first 50 batches of the
 vendored MNIST training set (normalised with the mean/std of the first 10,000 images), cycled; 20 warm-up
 steps, then `--steps` timed steps. Prints samples/s per network and writes JSON.
 
@@ -31,6 +31,29 @@ def mnist_labels(path):
     return np.frombuffer(data, dtype=np.uint8, offset=8)
 
 
+def networks():
+    """The networks of `cargo xtask bench`, built lazily and seeded."""
+    for hidden in ([256, 128], [512, 256]):
+        torch.manual_seed(0)
+        sizes = [784] + hidden
+        layers = []
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        yield "MLP 784-" + "-".join(map(str, hidden)) + "-10", nn.Sequential(*layers, nn.Linear(sizes[-1], 10))
+    torch.manual_seed(0)
+    yield "CNN 32c3-64c3-128", nn.Sequential(
+        nn.Unflatten(1, (1, 28, 28)),
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+    torch.manual_seed(0)
+    yield "CNN LeNet-5", nn.Sequential(
+        nn.Unflatten(1, (1, 28, 28)),
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
@@ -46,13 +69,7 @@ def main():
     ys = torch.from_numpy(y[:n])
     batches = [(xs[i : i + args.batch], ys[i : i + args.batch]) for i in range(0, n, args.batch)]
     figures = []
-    for hidden in ([256, 128], [512, 256]):
-        torch.manual_seed(0)
-        sizes = [784] + hidden
-        layers = []
-        for a, b in zip(sizes, sizes[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        model = nn.Sequential(*layers, nn.Linear(sizes[-1], 10))
+    for name, model in networks():
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         loss_fn = nn.CrossEntropyLoss()
 
@@ -70,9 +87,8 @@ def main():
         t = time.perf_counter()
         loss = run(args.steps)
         secs = time.perf_counter() - t
-        name = "784-" + "-".join(map(str, hidden)) + "-10"
         sps = args.steps * args.batch / secs
-        print(f"pytorch  MLP {name:<14} batch {args.batch:>4}: {sps:>9.0f} samples/s "
+        print(f"pytorch  {name:<22} batch {args.batch:>4}: {sps:>9.0f} samples/s "
               f"({1000 * secs / args.steps:.2f} ms/step, final loss {loss:.3f}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
         figures.append({"device": "pytorch-cpu", "network": name, "batch": args.batch, "steps": args.steps,

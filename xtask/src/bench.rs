@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: training throughput of MLPs on real MNIST batches, per CPU backend.
+//! `cargo xtask bench`: training throughput of MLPs and CNNs on real MNIST batches, per CPU backend.
 //!
 //! A hand-written loop (forward, cross-entropy, backward, Adam step) over batches prepared in advance, so
 //! that it times the same work as `scripts/bench_pytorch.py` does for PyTorch.
@@ -6,8 +6,8 @@
 use burn::data::dataloader::batcher::Batcher;
 use burn::optim::{AdamConfig, GradientsParams};
 use kiln::data::{ImageBatch, ImageBatcher, ImageFolder, PixelNormalizer};
-use kiln::models::MlpConfig;
-use kiln::train::{DeviceChoice, Supervised};
+use kiln::models::{CnnConfig, MlpConfig};
+use kiln::train::{DeviceChoice, StepOutput, Supervised};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
@@ -23,8 +23,63 @@ struct Figure {
     ms_per_step: f64,
 }
 
-/// The networks measured: the one PyTorch's figures in the notes use, and train-all's MLP.
-const NETWORKS: [&[usize]; 2] = [&[256, 128], &[512, 256]];
+/// A network measured.
+#[derive(Clone, Copy)]
+enum Network {
+    /// An MLP with these hidden sizes.
+    Mlp(&'static [usize]),
+    /// The seeds' CNN (`false`) or LeNet-5 (`true`).
+    Cnn(bool),
+}
+
+impl Network {
+    fn name(self) -> String {
+        match self {
+            Self::Mlp(hidden) => format!(
+                "MLP 784-{}-10",
+                hidden
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-")
+            ),
+            Self::Cnn(false) => "CNN 32c3-64c3-128".into(),
+            Self::Cnn(true) => "CNN LeNet-5".into(),
+        }
+    }
+}
+
+/// The networks measured: the MLP PyTorch's figures in the notes use, train-all's MLP, and the CNNs.
+const NETWORKS: [Network; 4] = [
+    Network::Mlp(&[256, 128]),
+    Network::Mlp(&[512, 256]),
+    Network::Cnn(false),
+    Network::Cnn(true),
+];
+
+/// Runs warm-up then `steps` timed Adam steps; returns the last loss and the timed seconds.
+fn measure<M: Supervised<Batch = ImageBatch>>(
+    mut model: M,
+    batches: &[ImageBatch],
+    steps: usize,
+) -> (f32, f64) {
+    let mut optim = AdamConfig::new().init();
+    let mut run = |n: usize, model: &mut M| {
+        let mut last = None;
+        for i in 0..n {
+            let out = model.forward_step(batches[i % batches.len()].clone());
+            let grads = GradientsParams::from_grads(out.loss().backward(), &*model);
+            *model = optim.step(1e-3, model.clone(), grads);
+            last = Some(out.loss());
+        }
+        // Reading the last loss waits for every queued operation to finish.
+        last.map_or(f32::NAN, |l| l.into_scalar::<f32>())
+    };
+    run(WARMUP_STEPS, &mut model);
+    let started = Instant::now();
+    let loss = run(steps, &mut model);
+    (loss, started.elapsed().as_secs_f64())
+}
 const WARMUP_STEPS: usize = 20;
 const DISTINCT_BATCHES: usize = 50;
 
@@ -41,49 +96,33 @@ pub fn run(devices: &[DeviceChoice], batch: usize, steps: usize, out: &Path) -> 
             .chunks(batch)
             .map(|c| batcher.batch(c.to_vec(), &device))
             .collect();
-        for hidden in NETWORKS {
+        for network in NETWORKS {
             device.seed(0);
-            let mut model = MlpConfig::new(784, hidden.to_vec(), 10).init(&device)?;
-            let mut optim = AdamConfig::new().init();
-            let mut run_steps = |n: usize, model: &mut kiln::models::Mlp| {
-                let mut last = None;
-                for i in 0..n {
-                    let out = model.forward_step(batches[i % batches.len()].clone());
-                    let grads = GradientsParams::from_grads(out.loss.backward(), &*model);
-                    *model = optim.step(1e-3, model.clone(), grads);
-                    last = Some(out.loss);
+            let (loss, seconds) = match network {
+                Network::Mlp(hidden) => {
+                    let model = MlpConfig::new(784, hidden.to_vec(), 10).init(&device)?;
+                    measure(model, &batches, steps)
                 }
-                // Reading the last loss waits for every queued operation to finish.
-                last.map(|l| l.into_scalar::<f32>())
+                Network::Cnn(lenet) => {
+                    let config = if lenet {
+                        CnnConfig::lenet5(28, 28, 10)
+                    } else {
+                        CnnConfig::new(1, 28, 28, 10)
+                    };
+                    measure(config.init(&device)?, &batches, steps)
+                }
             };
-            run_steps(WARMUP_STEPS, &mut model);
-            let started = Instant::now();
-            let loss = run_steps(steps, &mut model);
-            let seconds = started.elapsed().as_secs_f64();
-            let network = format!(
-                "784-{}-10",
-                hidden
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
-                    .join("-")
-            );
             let fig = Figure {
                 device: choice.to_string(),
-                network,
+                network: network.name(),
                 batch,
                 steps,
                 samples_per_second: (steps * batch) as f64 / seconds,
                 ms_per_step: 1000.0 * seconds / steps as f64,
             };
             println!(
-                "{:<8} MLP {:<14} batch {:>4}: {:>9.0} samples/s ({:.2} ms/step, final loss {:.3})",
-                fig.device,
-                fig.network,
-                batch,
-                fig.samples_per_second,
-                fig.ms_per_step,
-                loss.unwrap_or(f32::NAN)
+                "{:<8} {:<22} batch {:>4}: {:>9.0} samples/s ({:.2} ms/step, final loss {:.3})",
+                fig.device, fig.network, batch, fig.samples_per_second, fig.ms_per_step, loss
             );
             figures.push(fig);
         }

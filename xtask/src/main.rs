@@ -65,7 +65,7 @@ enum Task {
         #[arg(long)]
         lines: bool,
     },
-    /// Measure training throughput (samples/s) of the MLP on MNIST batches on each CPU backend.
+    /// Measure training throughput (samples/s) of the MLPs and CNNs on MNIST batches on each CPU backend.
     Bench {
         /// Devices to measure (default: every one compiled in).
         #[arg(long)]
