@@ -16,6 +16,7 @@ fn gradient_descent_matches_closed_form_least_squares_on_diabetes() {
         dashboard: Dashboard::Quiet,
         resume: false,
         seed: 42,
+        augment: false,
     };
     let data = tabular::diabetes().unwrap();
     let summary = recipes::linear_regression(&data, "diabetes", &settings).unwrap();

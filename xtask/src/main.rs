@@ -36,7 +36,7 @@ enum Task {
     },
     /// Train one model, on the vendored data or on your own IDX folder / CSV or TSV file.
     Train {
-        /// linear_regression, logistic_regression or mlp.
+        /// linear_regression, logistic_regression, mlp or cnn.
         #[arg(long)]
         model: String,
         /// IDX folder (the four {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] files) for classifiers;
@@ -61,6 +61,9 @@ enum Task {
         /// A smoke run.
         #[arg(long)]
         quick: bool,
+        /// Augment training images on the fly (classifiers): ±2 px shifts, ±10° rotations, noise σ 0.05.
+        #[arg(long)]
+        augment: bool,
         /// Print one line per epoch instead of burn's terminal dashboard.
         #[arg(long)]
         lines: bool,
@@ -99,6 +102,7 @@ fn main() -> anyhow::Result<()> {
             out,
             resume,
             quick,
+            augment,
             lines,
         } => {
             let model: ModelName = model.parse()?;
@@ -119,6 +123,7 @@ fn main() -> anyhow::Result<()> {
                 dashboard: dashboard(lines),
                 resume,
                 seed: 42,
+                augment,
             };
             let summary = run_one(
                 model,
@@ -235,7 +240,16 @@ fn train_all(
     let started = std::time::Instant::now();
     let run_root = PathBuf::from("runs/train-all");
     let mut summaries = Vec::new();
-    for model in ModelName::ALL {
+    // The CNN runs twice: with and without augmentation (the ablation), same epochs.
+    let runs = ModelName::ALL.into_iter().flat_map(|m| {
+        let augment = if m == ModelName::Cnn {
+            vec![true, false]
+        } else {
+            vec![false]
+        };
+        augment.into_iter().map(move |a| (m, a))
+    });
+    for (model, augment) in runs {
         let dataset = if model == ModelName::LinearRegression {
             "diabetes"
         } else {
@@ -243,12 +257,17 @@ fn train_all(
         };
         let settings = RunSettings {
             device,
-            run_dir: run_root.join(format!("{}-{dataset}", model.as_str())),
+            run_dir: run_root.join(format!(
+                "{}-{dataset}{}",
+                model.as_str(),
+                if augment { "-augmented" } else { "" }
+            )),
             epochs: None,
             quick,
             dashboard,
             resume: false,
             seed: 42,
+            augment,
         };
         println!("== {} on {dataset} ({device})", model.as_str());
         let summary = run_one(model, None, None, dataset, &settings)?;

@@ -25,6 +25,10 @@ fn target(s: &RunSummary) -> (String, Option<bool>) {
         ("logistic_regression", "mnist") => {
             ("≥ 92.0% (published ≈ 92%)".into(), Some(r.value >= 0.92))
         }
+        ("cnn", "mnist") => (
+            "≥ 99.2% (LeNet-5: 99.05–99.2%)".into(),
+            Some(r.value >= 0.992),
+        ),
         ("mlp", "mnist") => (
             "≥ 98.0% (784-800-10: 98.4%, Simard 2003)".into(),
             Some(r.value >= 0.98),
@@ -103,8 +107,17 @@ pub fn write(
     writeln!(md)?;
     for s in runs {
         let r = &s.record;
-        let name = format!("{}-{}", r.model, r.dataset);
-        writeln!(md, "## {} on {}\n", r.model, r.dataset)?;
+        let suffix = match r.variant.as_deref() {
+            Some(v) if v.contains("augmented") && !v.contains("no_") => "-augmented",
+            _ => "",
+        };
+        let name = format!("{}-{}{suffix}", r.model, r.dataset);
+        let variant = r
+            .variant
+            .as_ref()
+            .map(|v| format!(" ({v})"))
+            .unwrap_or_default();
+        writeln!(md, "## {} on {}{variant}\n", r.model, r.dataset)?;
         for (k, v) in &s.details {
             writeln!(md, "- {k}: {v}")?;
         }
