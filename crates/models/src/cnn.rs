@@ -233,8 +233,7 @@ impl Supervised for Cnn {
         let logits = self
             .try_forward_greyscale(batch.images)
             .unwrap_or_else(|e| panic!("{e}"));
-        let loss = loss::cross_entropy(logits.clone(), batch.labels.clone());
-        ClassificationOutput::new(loss, logits, batch.labels)
+        loss::classification_output(logits, batch.labels)
     }
 }
 

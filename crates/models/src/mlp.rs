@@ -151,8 +151,7 @@ impl Supervised for Mlp {
         let logits = self
             .try_forward_images(batch.images)
             .unwrap_or_else(|e| panic!("{e}"));
-        let loss = loss::cross_entropy(logits.clone(), batch.labels.clone());
-        ClassificationOutput::new(loss, logits, batch.labels)
+        loss::classification_output(logits, batch.labels)
     }
 }
 

@@ -36,6 +36,19 @@ pub fn binary_cross_entropy(logits: Tensor<1>, targets: Tensor<1, Int>) -> Tenso
         .forward(logits, targets)
 }
 
+/// The learner's output for a classifier: cross-entropy of `logits` against `labels`, with both kept for
+/// the metrics.
+///
+/// # Shapes
+/// - `logits`: `[batch, classes]`, `labels`: `[batch]`
+pub fn classification_output(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+) -> burn::train::ClassificationOutput {
+    let loss = cross_entropy(logits.clone(), labels.clone());
+    burn::train::ClassificationOutput::new(loss, logits, labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
