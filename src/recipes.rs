@@ -411,7 +411,8 @@ fn variant(model: ModelName, settings: &RunSettings) -> Option<String> {
     if settings.quick {
         parts.push("quick");
     }
-    if model == ModelName::Cnn || settings.augment {
+    // Linear regression has no images to augment, so `augment` says nothing about its run.
+    if model == ModelName::Cnn || (settings.augment && model != ModelName::LinearRegression) {
         parts.push(if settings.augment {
             "augmented"
         } else {
