@@ -83,7 +83,14 @@ fn measure<M: Supervised<Batch = ImageBatch>>(
 const WARMUP_STEPS: usize = 20;
 const DISTINCT_BATCHES: usize = 50;
 
-pub fn run(devices: &[DeviceChoice], batch: usize, steps: usize, out: &Path) -> anyhow::Result<()> {
+/// Measures every network of [`NETWORKS`] (or those whose name contains `only`) on each device.
+pub fn run(
+    devices: &[DeviceChoice],
+    batch: usize,
+    steps: usize,
+    out: &Path,
+    only: Option<&str>,
+) -> anyhow::Result<()> {
     let mnist = ImageFolder::mnist()?;
     let items: Vec<_> = (0..DISTINCT_BATCHES * batch)
         .map(|i| burn::data::dataset::Dataset::get(&mnist.train, i))
@@ -96,7 +103,10 @@ pub fn run(devices: &[DeviceChoice], batch: usize, steps: usize, out: &Path) -> 
             .chunks(batch)
             .map(|c| batcher.batch(c.to_vec(), &device))
             .collect();
-        for network in NETWORKS {
+        let chosen = NETWORKS
+            .into_iter()
+            .filter(|n| only.is_none_or(|text| n.name().contains(text)));
+        for network in chosen {
             device.seed(0);
             let (loss, seconds) = match network {
                 Network::Mlp(hidden) => {
