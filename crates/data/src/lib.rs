@@ -6,6 +6,8 @@
 //!   ([`tabular::diabetes`] is the vendored Efron et al. data).
 //! - [`split`]: seeded train/validation splits; [`normalize`]: statistics from the training split only.
 //! - [`batch`]: burn `Batcher`s producing tensors on any device; [`augment`]: on-the-fly image augmentation.
+//! - [`text`]: character-level corpora (the vendored Shakespeare), windows, and the padding/masking
+//!   [`TokenBatcher`].
 //! - [`synthetic`]: generators for unit tests only, never for reported results.
 #![warn(missing_docs)]
 
@@ -19,6 +21,7 @@ mod read;
 pub mod split;
 pub mod synthetic;
 pub mod tabular;
+pub mod text;
 
 pub use augment::{AugmentationConfig, Augmenter};
 pub use batch::{ImageBatch, ImageBatcher, TabularBatch, TabularBatcher};
@@ -27,6 +30,7 @@ pub use image::{ImageDataset, ImageFolder, ImageItem};
 pub use normalize::{PixelNormalizer, Standardizer};
 pub use split::train_valid_split;
 pub use tabular::{RegressionDataset, RegressionItem, Table};
+pub use text::{CharCorpus, CharVocab, TokenBatch, TokenBatcher, TokenSequence, TokenWindows};
 
 use std::path::PathBuf;
 

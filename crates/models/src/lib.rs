@@ -7,6 +7,8 @@
 //! | logistic regression, binary or multinomial | [`logistic_regression`] | BCE / cross-entropy | `ClassificationOutput` |
 //! | multi-layer perceptron | [`mlp`] | cross-entropy | `ClassificationOutput` |
 //! | convolutional network (and LeNet-5) | [`cnn`] | cross-entropy | `ClassificationOutput` |
+//! | RNN / GRU / LSTM sequence classifier | [`recurrent::classifier`] | cross-entropy | `ClassificationOutput` |
+//! | RNN / GRU / LSTM character language model | [`recurrent::char_lm`] | cross-entropy per step | `ClassificationOutput` |
 #![warn(missing_docs)]
 
 pub mod cnn;
@@ -15,12 +17,17 @@ pub mod linear_regression;
 pub mod logistic_regression;
 pub mod mlp;
 pub mod persist;
+pub mod recurrent;
 
 pub use cnn::{Cnn, CnnConfig};
 pub use error::ModelError;
 pub use linear_regression::{LinearRegression, LinearRegressionConfig};
 pub use logistic_regression::{LogisticRegression, LogisticRegressionConfig};
 pub use mlp::{Activation, Mlp, MlpConfig};
+pub use recurrent::{
+    CellKind, CharLm, CharLmConfig, Pooling, Recurrent, RecurrentConfig, RecurrentState,
+    SequenceClassifier, SequenceClassifierConfig,
+};
 
 /// Checks that `found` matches `expected`, where `None` in `expected` accepts any size.
 pub(crate) fn check_shape(
