@@ -35,9 +35,17 @@ pub fn load_torch_recurrent(
             "layers.$3.forward.${1}_$2",
         )
         .allow_partial(true);
+    let described = format!(
+        "does not fit a {} with {} layer(s), {} direction(s), hidden size {}",
+        model.cell,
+        model.layers.len(),
+        model.directions(),
+        model.d_hidden
+    );
+    // burn's store reports shape mismatches itself (as an error), and unreadable files the same way.
     let result = model
         .load_from(&mut store)
-        .map_err(|e| file_error(format!("cannot read as safetensors: {e}")))?;
+        .map_err(|e| file_error(format!("{described}: {e}")))?;
     let mut problems = Vec::new();
     problems.extend(result.errors.iter().map(|e| format!("{e:?}")));
     problems.extend(
@@ -55,14 +63,7 @@ pub fn load_torch_recurrent(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(file_error(format!(
-            "does not fit a {} with {} layer(s), {} direction(s), hidden size {}: {}",
-            model.cell,
-            model.layers.len(),
-            model.directions(),
-            model.d_hidden,
-            problems.join("; ")
-        )))
+        Err(file_error(format!("{described}: {}", problems.join("; "))))
     }
 }
 
