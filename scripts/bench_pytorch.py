@@ -52,6 +52,23 @@ def networks():
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    for name, cell in (("LSTM", nn.LSTM), ("GRU", nn.GRU), ("RNN", nn.RNN)):
+        torch.manual_seed(0)
+        yield f"{name} 28x28 h128", RowsRecurrent(cell)
+
+
+class RowsRecurrent(nn.Module):
+    """A recurrent classifier reading the 28 rows of an image as steps; logits from the last hidden state."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.rnn = cell(28, 128, batch_first=True)
+        self.output = nn.Linear(128, 10)
+
+    def forward(self, x):
+        _, state = self.rnn(x.view(-1, 28, 28))
+        h = state[0] if isinstance(state, tuple) else state
+        return self.output(h[-1])
 
 
 def main():
@@ -59,6 +76,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--out", default="reports/bench/pytorch.json")
+    ap.add_argument("--only", default=None, help="measure only networks whose name contains this text")
     args = ap.parse_args()
     root = os.path.join(os.path.dirname(__file__), "..", "data", "mnist")
     x = mnist_images(os.path.join(root, "train-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
@@ -70,6 +88,8 @@ def main():
     batches = [(xs[i : i + args.batch], ys[i : i + args.batch]) for i in range(0, n, args.batch)]
     figures = []
     for name, model in networks():
+        if args.only and args.only not in name:
+            continue
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         loss_fn = nn.CrossEntropyLoss()
 

@@ -6,7 +6,10 @@
 use burn::data::dataloader::batcher::Batcher;
 use burn::optim::{AdamConfig, GradientsParams};
 use kiln::data::{ImageBatch, ImageBatcher, ImageFolder, PixelNormalizer};
-use kiln::models::{CnnConfig, MlpConfig};
+use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
+use burn::prelude::*;
+use burn::train::ClassificationOutput;
+use kiln::models::{CellKind, CnnConfig, MlpConfig, RecurrentConfig, SequenceClassifierConfig};
 use kiln::train::{DeviceChoice, StepOutput, Supervised};
 use serde::Serialize;
 use std::path::Path;
@@ -30,6 +33,10 @@ enum Network {
     Mlp(&'static [usize]),
     /// The seeds' CNN (`false`) or LeNet-5 (`true`).
     Cnn(bool),
+    /// A Kiln recurrent classifier, hidden 128, reading the 28 rows as steps (sequential MNIST).
+    Recurrent(CellKind),
+    /// The same LSTM classifier built on `burn::nn::Lstm`, for comparison.
+    BurnLstm,
 }
 
 impl Network {
@@ -45,17 +52,41 @@ impl Network {
             ),
             Self::Cnn(false) => "CNN 32c3-64c3-128".into(),
             Self::Cnn(true) => "CNN LeNet-5".into(),
+            Self::Recurrent(cell) => format!("{} 28x28 h128", cell.name().to_uppercase()),
+            Self::BurnLstm => "burn::nn::Lstm 28x28 h128".into(),
         }
     }
 }
 
-/// The networks measured: the MLP PyTorch's figures in the notes use, train-all's MLP, and the CNNs.
-const NETWORKS: [Network; 4] = [
+/// The networks measured: the MLP PyTorch's figures in the notes use, train-all's MLP, the CNNs and the
+/// recurrent classifiers.
+const NETWORKS: [Network; 8] = [
     Network::Mlp(&[256, 128]),
     Network::Mlp(&[512, 256]),
     Network::Cnn(false),
     Network::Cnn(true),
+    Network::Recurrent(CellKind::Lstm),
+    Network::Recurrent(CellKind::Gru),
+    Network::Recurrent(CellKind::Rnn),
+    Network::BurnLstm,
 ];
+
+/// An LSTM classifier on `burn::nn::Lstm` (last step → linear), to compare with Kiln's own LSTM.
+#[derive(Module, Debug)]
+struct BurnLstmClassifier {
+    lstm: Lstm,
+    output: Linear,
+}
+
+impl Supervised for BurnLstmClassifier {
+    type Batch = ImageBatch;
+    type Output = ClassificationOutput;
+
+    fn forward_step(&self, batch: ImageBatch) -> ClassificationOutput {
+        let (_, state) = self.lstm.forward(batch.images, None);
+        kiln::train::loss::classification_output(self.output.forward(state.hidden), batch.labels)
+    }
+}
 
 /// Runs warm-up then `steps` timed Adam steps; returns the last loss and the timed seconds.
 fn measure<M: Supervised<Batch = ImageBatch>>(
@@ -120,6 +151,17 @@ pub fn run(
                         CnnConfig::new(1, 28, 28, 10)
                     };
                     measure(config.init(&device)?, &batches, steps)
+                }
+                Network::Recurrent(cell) => {
+                    let config = SequenceClassifierConfig::new(RecurrentConfig::new(cell, 28, 128), 10);
+                    measure(config.init(&device)?, &batches, steps)
+                }
+                Network::BurnLstm => {
+                    let model = BurnLstmClassifier {
+                        lstm: LstmConfig::new(28, 128, true).init(&device),
+                        output: LinearConfig::new(128, 10).init(&device),
+                    };
+                    measure(model, &batches, steps)
                 }
             };
             let fig = Figure {

@@ -50,6 +50,10 @@ pub struct TrainingConfig {
     /// rather than those of the last epoch.
     #[serde(default = "yes")]
     pub restore_best: bool,
+    /// Rescale each parameter's gradient to at most this L2 norm before the step (burn's gradient
+    /// clipping; recurrent networks use it against exploding gradients).
+    #[serde(default)]
+    pub grad_clip_norm: Option<f32>,
 }
 
 fn yes() -> bool {
@@ -70,6 +74,7 @@ impl TrainingConfig {
             seed: 42,
             num_workers: 0,
             restore_best: true,
+            grad_clip_norm: None,
         }
     }
 
@@ -243,7 +248,7 @@ where
             })?;
     }
 
-    let optimizer = config.optimizer.init();
+    let optimizer = config.optimizer.init(config.grad_clip_norm);
     let scheduler = config
         .schedule
         .init(config.lr, config.epochs, iters_per_epoch)?;

@@ -7,6 +7,7 @@ use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::exponential::ExponentialLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
+use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
@@ -116,11 +117,13 @@ impl OptimizerConfig {
         matches!(self, Self::FullBatchGd { .. })
     }
 
-    /// Builds burn's optimizer.
-    pub fn init(&self) -> ModuleOptimizer {
+    /// Builds burn's optimizer, clipping each gradient to `clip_norm` when given.
+    pub fn init(&self, clip_norm: Option<f32>) -> ModuleOptimizer {
+        let clip = clip_norm.map(GradientClippingConfig::Norm);
         match *self {
             Self::FullBatchGd { weight_decay } => SgdConfig::new()
                 .with_weight_decay(decay(weight_decay))
+                .with_gradient_clipping(clip.clone())
                 .init(),
             Self::Sgd {
                 momentum,
@@ -134,9 +137,11 @@ impl OptimizerConfig {
                         .with_dampening(0.0)
                         .with_nesterov(nesterov)
                 }))
+                .with_gradient_clipping(clip.clone())
                 .init(),
             Self::AdaGrad { weight_decay } => AdaGradConfig::new()
                 .with_weight_decay(decay(weight_decay))
+                .with_grad_clipping(clip.clone())
                 .init(),
             Self::RmsProp {
                 alpha,
@@ -146,6 +151,7 @@ impl OptimizerConfig {
                 .with_alpha(alpha)
                 .with_momentum(momentum)
                 .with_weight_decay(decay(weight_decay))
+                .with_grad_clipping(clip.clone())
                 .init(),
             Self::Adam {
                 beta1,
@@ -155,6 +161,7 @@ impl OptimizerConfig {
                 .with_beta_1(beta1)
                 .with_beta_2(beta2)
                 .with_weight_decay(decay(weight_decay))
+                .with_grad_clipping(clip.clone())
                 .init(),
             Self::AdamW {
                 beta1,
@@ -164,6 +171,7 @@ impl OptimizerConfig {
                 .with_beta_1(beta1)
                 .with_beta_2(beta2)
                 .with_weight_decay(weight_decay)
+                .with_grad_clipping(clip.clone())
                 .init(),
         }
     }
@@ -275,7 +283,7 @@ mod tests {
                 o,
                 "{json}"
             );
-            let _ = o.init();
+            let _ = o.init(Some(1.0));
         }
         let parsed: OptimizerConfig = serde_json::from_str(r#"{"kind":"adam"}"#).unwrap();
         assert_eq!(parsed, OptimizerConfig::adam());
