@@ -6,17 +6,21 @@ use anyhow::{Context, bail};
 use burn::module::Module;
 use kiln_data::split::train_valid_test_split;
 use kiln_data::{
-    AugmentationConfig, ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer,
-    RegressionDataset, Standardizer, TabularBatcher, train_valid_split,
+    AugmentationConfig, CharCorpus, ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer,
+    RegressionDataset, Standardizer, TabularBatcher, TokenBatcher, TokenWindows, train_valid_split,
 };
 use kiln_models::persist::{save_config, save_weights};
-use kiln_models::{CnnConfig, LinearRegressionConfig, LogisticRegressionConfig, MlpConfig};
+use kiln_models::{
+    CellKind, CharLmConfig, CnnConfig, LinearRegressionConfig, LogisticRegressionConfig, MlpConfig,
+    RecurrentConfig, SequenceClassifierConfig,
+};
 use kiln_train::{
     Dashboard, DeviceChoice, LrSchedule, OptimizerConfig, RunOptions, RunRecord, Supervised,
     TrainingConfig, evaluate_dataset, fit, fit_with_batchers,
 };
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The models `train-all` and `train` know, by their report names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +33,36 @@ pub enum ModelName {
     Mlp,
     /// [`kiln_models::Cnn`] on IDX images.
     Cnn,
+    /// A vanilla RNN: [`kiln_models::SequenceClassifier`] on IDX images read row by row, or
+    /// [`kiln_models::CharLm`] on a text file.
+    Rnn,
+    /// A GRU, on images read row by row or on text (as [`Self::Rnn`]).
+    Gru,
+    /// An LSTM, on images read row by row or on text (as [`Self::Rnn`]).
+    Lstm,
 }
 
 impl ModelName {
     /// Every model, in report order.
-    pub const ALL: [ModelName; 4] = [
+    pub const ALL: [ModelName; 7] = [
         Self::LinearRegression,
         Self::LogisticRegression,
         Self::Mlp,
         Self::Cnn,
+        Self::Rnn,
+        Self::Gru,
+        Self::Lstm,
     ];
+
+    /// The recurrent cell of a recurrent model.
+    pub fn cell(self) -> Option<CellKind> {
+        match self {
+            Self::Rnn => Some(CellKind::Rnn),
+            Self::Gru => Some(CellKind::Gru),
+            Self::Lstm => Some(CellKind::Lstm),
+            _ => None,
+        }
+    }
 
     /// The snake_case report name.
     pub fn as_str(self) -> &'static str {
@@ -47,6 +71,9 @@ impl ModelName {
             Self::LogisticRegression => "logistic_regression",
             Self::Mlp => "mlp",
             Self::Cnn => "cnn",
+            Self::Rnn => "rnn",
+            Self::Gru => "gru",
+            Self::Lstm => "lstm",
         }
     }
 }
@@ -99,6 +126,8 @@ pub struct RunSummary {
     /// The reference the headline value is judged against, where there is one computed on the same
     /// split (the closed-form least-squares test R² for linear regression).
     pub reference: Option<f64>,
+    /// Longer texts for the Markdown report (title, text): generated samples of language models.
+    pub texts: Vec<(String, String)>,
 }
 
 impl RunSummary {
@@ -218,6 +247,7 @@ pub fn linear_regression(
         run_dir: settings.run_dir.clone(),
         details,
         reference,
+        texts: Vec::new(),
     })
 }
 
@@ -276,8 +306,114 @@ pub fn image_classifier(
             config.schedule = LrSchedule::Cosine { min_lr: 1e-5 };
             run_classifier(model_config.init(&device)?, &model_config, config, run)
         }
+        ModelName::Rnn | ModelName::Gru | ModelName::Lstm => {
+            let cell = model.cell().context("a recurrent model has a cell")?;
+            // Rows are steps: `h` steps of `w` pixels (sequential MNIST: 28 × 28).
+            let model_config =
+                SequenceClassifierConfig::new(RecurrentConfig::new(cell, w, 128), classes);
+            let mut config =
+                TrainingConfig::new(if cell == CellKind::Rnn { 10 } else { 8 }, 128, 2e-3);
+            config.schedule = LrSchedule::Cosine { min_lr: 1e-5 };
+            config.grad_clip_norm = Some(1.0);
+            run_classifier(model_config.init(&device)?, &model_config, config, run)
+        }
         ModelName::LinearRegression => bail!("linear_regression trains on a table, not on images"),
     }
+}
+
+/// Characters per training window of the language models.
+pub const LM_WINDOW: usize = 100;
+
+/// A character-level language model (RNN, GRU or LSTM) on a text corpus split contiguously 90/5/5.
+///
+/// Trains on non-overlapping windows of [`LM_WINDOW`] characters of the training part (shuffled each
+/// epoch), validates on the first 1,000 windows of the validation part, and reports the test loss in nats
+/// per character over every window of the test part, with samples generated from a prompt.
+pub fn char_language_model(
+    model: ModelName,
+    corpus: &CharCorpus,
+    dataset: &str,
+    settings: &RunSettings,
+) -> anyhow::Result<RunSummary> {
+    let cell = model
+        .cell()
+        .with_context(|| format!("{} is not a recurrent model", model.as_str()))?;
+    let mut train = TokenWindows::new(Arc::clone(&corpus.train), LM_WINDOW)?;
+    let mut valid = TokenWindows::new(Arc::clone(&corpus.valid), LM_WINDOW)?.take(1000);
+    let mut test = TokenWindows::new(Arc::clone(&corpus.test), LM_WINDOW)?;
+    if settings.quick {
+        train = train.take(300);
+        valid = valid.take(50);
+        test = test.take(100);
+    }
+    let device = settings.device.device();
+    device.seed(settings.seed);
+    let model_config = CharLmConfig::new(cell, corpus.vocab.len())
+        .with_d_embedding(64)
+        .with_d_hidden(256);
+    let mut config = TrainingConfig::new(2, 128, 3e-3);
+    config.schedule = LrSchedule::Cosine { min_lr: 1e-4 };
+    config.grad_clip_norm = Some(1.0);
+    config.seed = settings.seed;
+    if settings.quick {
+        config.epochs = 1;
+    }
+    if let Some(epochs) = settings.epochs {
+        config.epochs = epochs;
+    }
+    let outcome = fit(
+        model_config.init(&device)?,
+        train,
+        valid,
+        TokenBatcher,
+        &config,
+        &run_options(settings, model.as_str(), dataset),
+    )?;
+    let scores = evaluate_dataset(&outcome.model, test, TokenBatcher, 128, &device, 1.0)?;
+    save_run(&outcome.model, &model_config, &config, settings)?;
+    let prompt = "ROMEO.\n";
+    let mut texts = Vec::new();
+    for temperature in [0.5, 0.8] {
+        let ids = outcome.model.generate(
+            &corpus.vocab.encode(prompt),
+            if settings.quick { 60 } else { 400 },
+            temperature,
+            settings.seed,
+        )?;
+        texts.push((
+            format!("sample, temperature {temperature}, prompt {prompt:?}"),
+            format!("{prompt}{}", corpus.vocab.decode(&ids)),
+        ));
+    }
+    Ok(RunSummary {
+        record: record(
+            model,
+            dataset,
+            settings,
+            "test_nats_per_char",
+            scores.loss(),
+            &outcome,
+        ),
+        run_dir: settings.run_dir.clone(),
+        details: vec![
+            ("test nats/char".into(), format!("{:.4}", scores.loss())),
+            (
+                "test bits/char".into(),
+                format!("{:.4}", scores.loss() / std::f64::consts::LN_2),
+            ),
+            (
+                "test next-character accuracy".into(),
+                format!("{:.2}%", 100.0 * scores.accuracy()),
+            ),
+            ("test characters".into(), scores.count.to_string()),
+            (
+                "best epoch (valid loss)".into(),
+                format!("{:?}", outcome.best_epoch.unwrap_or(0)),
+            ),
+        ],
+        reference: None,
+        texts,
+    })
 }
 
 /// The data and settings of one image-classifier run.
@@ -372,6 +508,7 @@ where
             ),
         ],
         reference: None,
+        texts: Vec::new(),
     })
 }
 

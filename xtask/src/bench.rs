@@ -4,11 +4,11 @@
 //! that it times the same work as `scripts/bench_pytorch.py` does for PyTorch.
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::optim::{AdamConfig, GradientsParams};
-use kiln::data::{ImageBatch, ImageBatcher, ImageFolder, PixelNormalizer};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
+use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::train::ClassificationOutput;
+use kiln::data::{ImageBatch, ImageBatcher, ImageFolder, PixelNormalizer};
 use kiln::models::{CellKind, CnnConfig, MlpConfig, RecurrentConfig, SequenceClassifierConfig};
 use kiln::train::{DeviceChoice, StepOutput, Supervised};
 use serde::Serialize;
@@ -153,7 +153,8 @@ pub fn run(
                     measure(config.init(&device)?, &batches, steps)
                 }
                 Network::Recurrent(cell) => {
-                    let config = SequenceClassifierConfig::new(RecurrentConfig::new(cell, 28, 128), 10);
+                    let config =
+                        SequenceClassifierConfig::new(RecurrentConfig::new(cell, 28, 128), 10);
                     measure(config.init(&device)?, &batches, steps)
                 }
                 Network::BurnLstm => {

@@ -5,7 +5,7 @@ mod report_md;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kiln::data::{ImageFolder, Table, tabular};
+use kiln::data::{CharCorpus, ImageFolder, Table, tabular};
 use kiln::recipes::{self, ModelName, RunSettings, RunSummary};
 use kiln::train::{Dashboard, DeviceChoice, Report};
 use std::path::{Path, PathBuf};
@@ -43,11 +43,13 @@ enum Task {
     },
     /// Train one model, on the vendored data or on your own IDX folder / CSV or TSV file.
     Train {
-        /// linear_regression, logistic_regression, mlp or cnn.
+        /// linear_regression, logistic_regression, mlp, cnn, rnn, gru or lstm.
         #[arg(long)]
         model: String,
-        /// IDX folder (the four {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] files) for classifiers;
-        /// CSV/TSV file with a header for linear_regression. Default: the vendored MNIST / diabetes data.
+        /// IDX folder (the four {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] files) for classifiers
+        /// (rnn/gru/lstm read the images row by row); a UTF-8 text file (gzipped or not) for an rnn/gru/lstm
+        /// character language model; CSV/TSV file with a header for linear_regression. Default: the
+        /// vendored MNIST (sequential MNIST for rnn/gru/lstm) / diabetes data.
         #[arg(long)]
         dataset: Option<PathBuf>,
         /// Target column of a CSV/TSV file (default: the last column).
@@ -120,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             let name = match (&dataset, model) {
                 (Some(path), _) => recipes::dataset_name(path),
                 (None, ModelName::LinearRegression) => "diabetes".into(),
+                (None, m) if m.cell().is_some() => "seq_mnist".into(),
                 (None, _) => "mnist".into(),
             };
             let out = out.unwrap_or_else(|| {
@@ -221,6 +224,11 @@ fn run_one(
             };
             recipes::linear_regression(&data, name, settings)
         }
+        m if m.cell().is_some() && dataset.is_some_and(Path::is_file) => {
+            let path = dataset.context("a text file")?;
+            let corpus = CharCorpus::load(path, 0.9, 0.05)?;
+            recipes::char_language_model(model, &corpus, name, settings)
+        }
         _ => {
             let folder = match dataset {
                 None => ImageFolder::mnist()?,
@@ -231,6 +239,36 @@ fn run_one(
     }
 }
 
+/// One run of `train-all`.
+struct PlannedRun {
+    model: ModelName,
+    dataset: &'static str,
+    augment: bool,
+}
+
+/// What `train-all` runs, in report order: each model on its dataset; the CNN with and without
+/// augmentation (the ablation); the recurrent models on sequential MNIST and on Shakespeare.
+fn train_all_plan() -> Vec<PlannedRun> {
+    let run = |model, dataset, augment| PlannedRun {
+        model,
+        dataset,
+        augment,
+    };
+    let mut plan = vec![
+        run(ModelName::LinearRegression, "diabetes", false),
+        run(ModelName::LogisticRegression, "mnist", false),
+        run(ModelName::Mlp, "mnist", false),
+        run(ModelName::Cnn, "mnist", true),
+        run(ModelName::Cnn, "mnist", false),
+    ];
+    for dataset in ["seq_mnist", "shakespeare"] {
+        for model in [ModelName::Rnn, ModelName::Gru, ModelName::Lstm] {
+            plan.push(run(model, dataset, false));
+        }
+    }
+    plan
+}
+
 fn print_summary(s: &RunSummary) {
     let r = &s.record;
     println!(
@@ -239,6 +277,9 @@ fn print_summary(s: &RunSummary) {
     );
     for (k, v) in &s.details {
         println!("  {k}: {v}");
+    }
+    for (title, text) in &s.texts {
+        println!("  {title}:\n{text}\n");
     }
 }
 
@@ -251,21 +292,13 @@ fn train_all(
     let started = std::time::Instant::now();
     let run_root = PathBuf::from("runs/train-all");
     let mut summaries = Vec::new();
-    // The CNN runs twice: with and without augmentation (the ablation), same epochs.
-    let runs = ModelName::ALL.into_iter().flat_map(|m| {
-        let augment = if m == ModelName::Cnn {
-            vec![true, false]
-        } else {
-            vec![false]
-        };
-        augment.into_iter().map(move |a| (m, a))
-    });
-    for (model, augment) in runs {
-        let dataset = if model == ModelName::LinearRegression {
-            "diabetes"
-        } else {
-            "mnist"
-        };
+    let shakespeare = kiln::data::text::shakespeare()?;
+    for PlannedRun {
+        model,
+        dataset,
+        augment,
+    } in train_all_plan()
+    {
         let settings = RunSettings {
             device,
             run_dir: run_root.join(format!(
@@ -281,7 +314,11 @@ fn train_all(
             augment,
         };
         println!("== {} on {dataset} ({device})", model.as_str());
-        let summary = run_one(model, None, None, dataset, &settings)?;
+        let summary = if dataset == "shakespeare" {
+            recipes::char_language_model(model, &shakespeare, dataset, &settings)?
+        } else {
+            run_one(model, None, None, dataset, &settings)?
+        };
         print_summary(&summary);
         summaries.push(summary);
     }

@@ -29,6 +29,16 @@ fn target(s: &RunSummary) -> (String, Option<bool>) {
             "≥ 99.2% (LeNet-5: 99.05–99.2%)".into(),
             Some(r.value >= 0.992),
         ),
+        ("lstm" | "gru", "seq_mnist") => (
+            "≥ 98.0% (LSTM over rows ≥ 98%)".into(),
+            Some(r.value >= 0.98),
+        ),
+        ("rnn", "seq_mnist") => ("reported beside the LSTM and GRU".into(), None),
+        ("lstm", "shakespeare") => (
+            "≤ 1.6 nats/char (nanoGPT, 1.1 MB subset: 1.47 GPU, 1.88 small CPU config)".into(),
+            Some(r.value <= 1.6),
+        ),
+        ("rnn" | "gru", "shakespeare") => ("reported beside the LSTM".into(), None),
         ("mlp", "mnist") => (
             "≥ 98.0% (784-800-10: 98.4%, Simard 2003)".into(),
             Some(r.value >= 0.98),
@@ -121,6 +131,9 @@ pub fn write(
         for (k, v) in &s.details {
             writeln!(md, "- {k}: {v}")?;
         }
+        for (title, text) in &s.texts {
+            writeln!(md, "\n{title}:\n\n```text\n{}\n```", text.trim_end())?;
+        }
         let curves = s.curves();
         if curves.exists() {
             std::fs::copy(&curves, out.join("curves").join(format!("{name}.png")))?;
@@ -130,7 +143,10 @@ pub fn write(
     writeln!(
         md,
         "Splits: MNIST's 60,000 training images minus a seeded 5,000 for validation, its 10,000 test \
-         images for the test score; diabetes 70/10/20 (seed 42). Hyper-parameters are fixed in \
+         images for the test score (sequential MNIST reads the same images as 28 steps of 28 pixels); \
+         diabetes 70/10/20 (seed 42); Shakespeare's complete works split in reading order 90/5/5, \
+         windows of 100 characters, validation on the first 1,000 windows of its part, test on every \
+         window of its part. Hyper-parameters are fixed in \
          `src/recipes.rs` and were not tuned on the test split, which is scored once per run: the \
          classifiers with the weights of their best validation epoch, linear regression with its last \
          (converged) epoch. Per-epoch figures: `runs/train-all/<model>-<dataset>/metrics.csv`."

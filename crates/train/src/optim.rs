@@ -1,13 +1,13 @@
 //! Optimizers and learning-rate schedules chosen by a serde config, built on burn's optimizers.
 
 use crate::TrainError;
+use burn::grad_clipping::GradientClippingConfig;
 use burn::lr_scheduler::LrScheduler;
 use burn::lr_scheduler::constant::ConstantLr;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::exponential::ExponentialLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
-use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
