@@ -21,8 +21,12 @@ struct Io {
 
 impl Io {
     fn open(case: &str) -> Self {
+        Self::file(&format!("{case}.io.safetensors"))
+    }
+
+    fn file(name: &str) -> Self {
         Self {
-            bytes: std::fs::read(fixture(&format!("{case}.io.safetensors"))).unwrap(),
+            bytes: std::fs::read(fixture(name)).unwrap(),
         }
     }
 
@@ -163,4 +167,80 @@ fn weights_for_another_architecture_are_refused_with_the_reason() {
         .init(&device)
         .unwrap();
     assert!(load_torch_recurrent(&mut lstm, &io_not_weights, "").is_err());
+}
+
+/// burn's own `nn::Rnn`, `nn::Lstm` and `nn::Gru` (one layer) loaded with the same PyTorch weights, gate by
+/// gate: they match PyTorch too, so Kiln's layers are a choice of speed and features (fused gates in
+/// PyTorch's layout, stacking, masks, a bidirectional GRU), not a fix.
+#[test]
+fn burn_nn_rnn_lstm_and_gru_match_torch_too() {
+    use burn::module::Param;
+    use burn::nn::{GateController, GruConfig, LstmConfig, LstmState, RnnConfig, RnnState};
+    let device = Device::flex();
+    let hidden = 4;
+    // Sets one gate from rows `block` of PyTorch's fused matrices (burn's Linear keeps [in, out]).
+    let set = |gate: &mut GateController, weights: &Io, block: usize| {
+        let rows = |name: &str| -> Tensor<2> {
+            let t: Tensor<2> = weights.tensor(name, &device);
+            let cols = t.dims()[1];
+            t.slice([block * hidden..(block + 1) * hidden, 0..cols])
+                .transpose()
+        };
+        let bias = |name: &str| -> Tensor<1> {
+            let t: Tensor<1> = weights.tensor(name, &device);
+            t.slice([block * hidden..(block + 1) * hidden])
+        };
+        gate.input_transform.weight = Param::from_tensor(rows("weight_ih_l0"));
+        gate.hidden_transform.weight = Param::from_tensor(rows("weight_hh_l0"));
+        gate.input_transform.bias = Some(Param::from_tensor(bias("bias_ih_l0")));
+        gate.hidden_transform.bias = Some(Param::from_tensor(bias("bias_hh_l0")));
+    };
+    let tol = Tolerance::absolute(1e-5);
+    let squeeze = |t: Tensor<3>| {
+        let [_, b, h] = t.dims();
+        t.reshape([b, h])
+    };
+
+    let weights = Io::file("rnn_1layer.weights.safetensors");
+    let io = Io::open("rnn_1layer");
+    let mut rnn = RnnConfig::new(3, hidden, true).init(&device);
+    set(&mut rnn.gate, &weights, 0);
+    let state = RnnState::new(squeeze(io.tensor("h0", &device)));
+    let (out, _) = rnn.forward(io.tensor("x", &device), Some(state));
+    out.into_data()
+        .assert_approx_eq::<f32>(&io.tensor::<3>("out", &device).into_data(), tol);
+
+    let weights = Io::file("lstm_1layer.weights.safetensors");
+    let io = Io::open("lstm_1layer");
+    let mut lstm = LstmConfig::new(3, hidden, true).init(&device);
+    // PyTorch's gate order: input, forget, cell (g), output.
+    set(&mut lstm.input_gate, &weights, 0);
+    set(
+        lstm.forget_gate.as_mut().expect("a forget gate"),
+        &weights,
+        1,
+    );
+    set(&mut lstm.cell_gate, &weights, 2);
+    set(&mut lstm.output_gate, &weights, 3);
+    let state = LstmState::new(
+        squeeze(io.tensor("c0", &device)),
+        squeeze(io.tensor("h0", &device)),
+    );
+    let (out, _) = lstm.forward(io.tensor("x", &device), Some(state));
+    out.into_data()
+        .assert_approx_eq::<f32>(&io.tensor::<3>("out", &device).into_data(), tol);
+
+    let weights = Io::file("gru_1layer.weights.safetensors");
+    let io = Io::open("gru_1layer");
+    let mut gru = GruConfig::new(3, hidden, true).init(&device);
+    // PyTorch's gate order: reset, update (z), new (n).
+    set(&mut gru.reset_gate, &weights, 0);
+    set(&mut gru.update_gate, &weights, 1);
+    set(&mut gru.new_gate, &weights, 2);
+    let out = gru.forward(
+        io.tensor("x", &device),
+        Some(squeeze(io.tensor("h0", &device))),
+    );
+    out.into_data()
+        .assert_approx_eq::<f32>(&io.tensor::<3>("out", &device).into_data(), tol);
 }

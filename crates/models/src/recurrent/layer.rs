@@ -1,12 +1,13 @@
 //! Multi-layer, optionally bidirectional RNN, GRU and LSTM with PyTorch's parameter layout, masks for
 //! padded steps, an initial state in and the final state out.
 //!
-//! Written here rather than on `burn::nn::{Lstm, Gru}` (burn has no vanilla RNN): burn keeps one
-//! `Linear` pair per gate and projects the input step by step, which is 8 (LSTM) or 6 (GRU) small matmuls
-//! a step, and it has no stacking, masks or bidirectional GRU. Here each direction keeps PyTorch's fused
-//! `weight_ih [gates·hidden, input]`, `weight_hh [gates·hidden, hidden]`, `bias_ih`, `bias_hh` (gate order
-//! LSTM `i, f, g, o`; GRU `r, z, n`), projects the whole input sequence with one matmul, and does one
-//! matmul a step. The parity tests (`tests/torch_parity.rs`) check it against `torch.nn.{RNN, GRU, LSTM}`.
+//! Written here rather than on `burn::nn::{Rnn, Gru, Lstm}`, which match PyTorch too (the parity tests load
+//! the same weights into them): burn keeps one `Linear` pair per gate and projects the input step by step,
+//! which is up to 8 small matmuls a step, and it has no stacking, masks or bidirectional GRU. Here each
+//! direction keeps PyTorch's fused `weight_ih [gates·hidden, input]`, `weight_hh [gates·hidden, hidden]`,
+//! `bias_ih`, `bias_hh` (gate order LSTM `i, f, g, o`; GRU `r, z, n`), projects the whole input sequence
+//! with one matmul, and does one matmul a step. The parity tests (`tests/torch_parity.rs`) check it
+//! against `torch.nn.{RNN, GRU, LSTM}`.
 
 use crate::{ModelError, check_shape};
 use burn::module::{Initializer, Param};
