@@ -145,8 +145,8 @@ pub fn write(
         "Splits: MNIST's 60,000 training images minus a seeded 5,000 for validation, its 10,000 test \
          images for the test score (sequential MNIST reads the same images as 28 steps of 28 pixels); \
          diabetes 70/10/20 (seed 42); Shakespeare's complete works split in reading order 90/5/5, \
-         windows of 100 characters, validation on the first 1,000 windows of its part, test on every \
-         window of its part. Hyper-parameters are fixed in \
+         training windows of 100 characters, validation on the first 1,000 such windows of its part, test \
+         on its whole part read in windows of 1,000 characters (the state carried through each). Hyper-parameters are fixed in \
          `src/recipes.rs` and were not tuned on the test split, which is scored once per run: the \
          classifiers with the weights of their best validation epoch, linear regression with its last \
          (converged) epoch. Per-epoch figures: `runs/train-all/<model>-<dataset>/metrics.csv`."

@@ -188,7 +188,7 @@ fn burn_nn_rnn_lstm_and_gru_match_torch_too() {
         };
         let bias = |name: &str| -> Tensor<1> {
             let t: Tensor<1> = weights.tensor(name, &device);
-            t.slice([block * hidden..(block + 1) * hidden])
+            t.narrow(0, block * hidden, hidden)
         };
         gate.input_transform.weight = Param::from_tensor(rows("weight_ih_l0"));
         gate.hidden_transform.weight = Param::from_tensor(rows("weight_hh_l0"));

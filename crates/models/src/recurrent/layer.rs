@@ -210,16 +210,12 @@ impl Direction {
         mut carry: Carry,
         reverse: bool,
     ) -> (Tensor<3>, Carry) {
-        let [batch, steps, d_in] = x.dims();
-        let rows = self.weight_ih.dims()[0];
-        // The input projection of every step at once: one [steps·batch, input] × [input, rows] matmul,
-        // time-major so that each step's rows are contiguous.
-        let projected = (x
-            .swap_dims(0, 1)
-            .reshape([steps * batch, d_in])
-            .matmul(self.weight_ih.val().transpose())
-            + self.bias_ih.val().unsqueeze::<2>())
-        .reshape([steps, batch, rows]);
+        let [batch, steps, _] = x.dims();
+        // Steps are cut from the (narrow) input, time-major so that each step's rows are contiguous, and
+        // projected one by one: cutting steps from the projected sequence instead (four times wider for an
+        // LSTM) made the backward pass allocate and zero far more memory than the extra matmuls cost.
+        let weight_ih = self.weight_ih.val().transpose();
+        let bias_ih = self.bias_ih.val().unsqueeze::<2>();
         let weight_hh = self.weight_hh.val().transpose();
         let bias_hh = self.bias_hh.val().unsqueeze::<2>();
         let mut outputs = Vec::with_capacity(steps);
@@ -229,10 +225,14 @@ impl Direction {
             Box::new(0..steps)
         };
         let mut per_step = Vec::with_capacity(steps);
-        split_steps(projected, &mut per_step);
+        split_steps(x.swap_dims(0, 1), &mut per_step);
         let mut per_step: Vec<Option<Tensor<2>>> = per_step.into_iter().map(Some).collect();
         for t in order {
-            let x_t = per_step[t].take().expect("each step is read once");
+            let x_t = per_step[t]
+                .take()
+                .expect("each step is read once")
+                .matmul(weight_ih.clone())
+                + bias_ih.clone();
             let h_part = carry.h.clone().matmul(weight_hh.clone()) + bias_hh.clone();
             let (h_new, c_new) = step(cell, x_t, h_part, &carry);
             let (h_next, c_next) = match valid {
