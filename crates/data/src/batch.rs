@@ -7,7 +7,8 @@ use crate::tabular::RegressionItem;
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
 
-/// A batch of labelled greyscale images.
+/// A batch of labelled greyscale images. Recurrent models read it as sequences (sequential MNIST):
+/// `[batch, height, width]` is `height` steps of `width` features, row by row.
 #[derive(Debug, Clone)]
 pub struct ImageBatch {
     /// Normalised pixels. Shape: `[batch, height, width]`.

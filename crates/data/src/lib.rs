@@ -4,6 +4,8 @@
 //! - [`image`]: labelled image datasets built from IDX pairs, and the folder layout of MNIST-like data.
 //! - [`tabular`]: CSV/TSV tables with a header, and regression datasets taken from them
 //!   ([`tabular::diabetes`] is the vendored Efron et al. data).
+//! - [`kg`]: knowledge graphs from triple files (the vendored Kinships, UMLS and Nations), vocabularies,
+//!   adjacency, degree statistics, known triples for filtered ranking.
 //! - [`split`]: seeded train/validation splits; [`normalize`]: statistics from the training split only.
 //! - [`batch`]: burn `Batcher`s producing tensors on any device; [`augment`]: on-the-fly image augmentation.
 //! - [`text`]: character-level corpora (the vendored Shakespeare), windows, and the padding/masking
@@ -16,6 +18,7 @@ pub mod batch;
 pub mod error;
 pub mod idx;
 pub mod image;
+pub mod kg;
 pub mod normalize;
 mod read;
 pub mod split;
@@ -27,6 +30,7 @@ pub use augment::{AugmentationConfig, Augmenter};
 pub use batch::{ImageBatch, ImageBatcher, TabularBatch, TabularBatcher};
 pub use error::DataError;
 pub use image::{ImageDataset, ImageFolder, ImageItem};
+pub use kg::{KnowledgeGraph, Triple, TripleBatch, TripleBatcher};
 pub use normalize::{PixelNormalizer, Standardizer};
 pub use split::train_valid_split;
 pub use tabular::{RegressionDataset, RegressionItem, Table};

@@ -9,10 +9,12 @@
 //! | convolutional network (and LeNet-5) | [`cnn`] | cross-entropy | `ClassificationOutput` |
 //! | RNN / GRU / LSTM sequence classifier | [`recurrent::classifier`] | cross-entropy | `ClassificationOutput` |
 //! | RNN / GRU / LSTM character language model | [`recurrent::char_lm`] | cross-entropy per step | `ClassificationOutput` |
+//! | TransE / DistMult knowledge-graph embeddings | [`kg`] | margin ranking / logistic, negative sampling | `LossOutput` |
 #![warn(missing_docs)]
 
 pub mod cnn;
 pub mod error;
+pub mod kg;
 pub mod linear_regression;
 pub mod logistic_regression;
 pub mod mlp;
@@ -21,6 +23,7 @@ pub mod recurrent;
 
 pub use cnn::{Cnn, CnnConfig};
 pub use error::ModelError;
+pub use kg::{KgEmbedding, KgEmbeddingConfig, KgScorer, LinkPrediction, evaluate_link_prediction};
 pub use linear_regression::{LinearRegression, LinearRegressionConfig};
 pub use logistic_regression::{LogisticRegression, LogisticRegressionConfig};
 pub use mlp::{Activation, Mlp, MlpConfig};

@@ -63,7 +63,8 @@ impl Scores {
         self.add_loss(&out.loss, n);
     }
 
-    fn add_loss(&mut self, loss: &Tensor<1>, n: usize) {
+    /// Adds a batch of `n` items whose mean loss is `loss`.
+    pub fn add_loss(&mut self, loss: &Tensor<1>, n: usize) {
         self.loss_sum += loss.clone().into_scalar::<f64>() * n as f64;
         self.count += n;
     }

@@ -34,4 +34,4 @@ pub use learner::{Dashboard, FitOutcome, RunOptions, TrainingConfig, fit, fit_wi
 pub use optim::{LrSchedule, OptimizerConfig};
 pub use regularization::Regularization;
 pub use report::{Report, RunRecord};
-pub use step::{Regularized, StepOutput, Supervised};
+pub use step::{LossOutput, Regularized, StepOutput, Supervised};

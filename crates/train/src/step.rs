@@ -59,6 +59,49 @@ impl StepOutput for RegressionOutput {
     }
 }
 
+/// The output of a step whose only figure is its loss (ranking losses of knowledge-graph embeddings, say).
+#[derive(Debug, Clone)]
+pub struct LossOutput {
+    /// The batch loss, shape `[1]`.
+    pub loss: Tensor<1>,
+    /// Items in the batch (weights the loss in test scores).
+    pub items: usize,
+}
+
+impl burn::train::metric::Adaptor<burn::train::metric::LossInput> for LossOutput {
+    fn adapt(&self) -> burn::train::metric::LossInput {
+        burn::train::metric::LossInput::new(self.loss.clone())
+    }
+}
+
+impl ItemLazy for LossOutput {
+    fn sync(self) -> Result<Self, burn_std::ExecutionError> {
+        // As burn-train's outputs do: flush the producing stream and leave the autodiff graph.
+        self.loss.device().flush()?;
+        Ok(Self {
+            loss: self.loss.without_autodiff(),
+            items: self.items,
+        })
+    }
+}
+
+impl StepOutput for LossOutput {
+    fn loss(&self) -> Tensor<1> {
+        self.loss.clone()
+    }
+
+    fn score(&self, scores: &mut Scores) {
+        scores.add_loss(&self.loss, self.items);
+    }
+
+    fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
+    where
+        L: burn::train::LearnerModel + TrainStep<Output = Self> + InferenceStep<Output = Self>,
+    {
+        training.metrics((LossMetric::new(),))
+    }
+}
+
 /// A model the learner can train: one forward pass on a batch, giving the loss and what to score.
 pub trait Supervised: Module + ModuleDisplay + Display + 'static {
     /// The batch the model consumes.

@@ -1,0 +1,399 @@
+//! Knowledge-graph embeddings: TransE (Bordes et al. 2013) and DistMult (Yang et al. 2015), trained with
+//! negative sampling, and filtered link-prediction evaluation (MRR, Hits@1/3/10, head and tail).
+//!
+//! Scores are "higher is more plausible": TransE's is `−‖ĥ + r − t̂‖₁` with entity embeddings scaled to unit
+//! L2 norm in the score (Bordes et al. renormalise them after every step; scaling inside the score is the
+//! same constraint without a projection step), trained with the margin-ranking loss; DistMult's is
+//! `Σ h ⊙ r ⊙ t`, trained with the logistic loss and an L2 penalty on the embeddings of the batch.
+
+use crate::{ModelError, check_shape};
+use burn::nn::{Embedding, EmbeddingConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, softplus};
+use kiln_data::{Triple, TripleBatch};
+use kiln_train::{LossOutput, Supervised};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The scoring function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KgScorer {
+    /// `−‖ĥ + r − t̂‖₁`, margin-ranking loss.
+    TransE,
+    /// `Σ h ⊙ r ⊙ t`, logistic loss.
+    DistMult,
+}
+
+impl KgScorer {
+    /// `transe` or `distmult`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TransE => "transe",
+            Self::DistMult => "distmult",
+        }
+    }
+}
+
+/// Configuration of a [`KgEmbedding`].
+#[derive(Config, Debug)]
+pub struct KgEmbeddingConfig {
+    /// The scoring function.
+    pub scorer: KgScorer,
+    /// Number of entities.
+    pub num_entities: usize,
+    /// Number of relations.
+    pub num_relations: usize,
+    /// Embedding size.
+    #[config(default = 100)]
+    pub dim: usize,
+    /// Margin of TransE's ranking loss.
+    #[config(default = 1.0)]
+    pub margin: f32,
+    /// Weight of DistMult's L2 penalty on the batch's embeddings.
+    #[config(default = 1e-3)]
+    pub l2: f32,
+}
+
+impl KgEmbeddingConfig {
+    /// Builds the model on `device`.
+    pub fn init(&self, device: &Device) -> Result<KgEmbedding, ModelError> {
+        if self.num_entities < 2 || self.num_relations == 0 || self.dim == 0 {
+            return Err(ModelError::Config {
+                model: self.scorer.name(),
+                message: format!(
+                    "needs 2+ entities (got {}), 1+ relations (got {}) and a positive dim (got {})",
+                    self.num_entities, self.num_relations, self.dim
+                ),
+            });
+        }
+        Ok(KgEmbedding {
+            entities: EmbeddingConfig::new(self.num_entities, self.dim).init(device),
+            relations: EmbeddingConfig::new(self.num_relations, self.dim).init(device),
+            scorer: self.scorer,
+            margin: self.margin,
+            l2: self.l2,
+        })
+    }
+}
+
+/// Entity and relation embeddings with a scoring function.
+#[derive(Module, Debug)]
+pub struct KgEmbedding {
+    /// Entity embeddings, `[entities, dim]`.
+    pub entities: Embedding,
+    /// Relation embeddings, `[relations, dim]`.
+    pub relations: Embedding,
+    /// The scoring function.
+    #[module(skip)]
+    pub scorer: KgScorer,
+    /// TransE's margin.
+    #[module(skip)]
+    pub margin: f32,
+    /// DistMult's L2 weight.
+    #[module(skip)]
+    pub l2: f32,
+}
+
+/// Embeddings scaled to unit L2 norm along the last axis.
+fn unit<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let norm = x.clone().square().sum_dim(D - 1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+impl KgEmbedding {
+    /// Number of entities.
+    pub fn num_entities(&self) -> usize {
+        self.entities.weight.dims()[0]
+    }
+
+    fn lookup(&self, table: &Embedding, ids: Tensor<1, Int>) -> Tensor<2> {
+        let n = ids.dims()[0];
+        let dim = table.weight.dims()[1];
+        table.forward(ids.reshape([1, n])).reshape([n, dim])
+    }
+
+    /// Scores of triples given as a `[n, 3]` id tensor (head, relation, tail), `[n]`.
+    pub fn try_score(&self, triples: Tensor<2, Int>) -> Result<Tensor<1>, ModelError> {
+        check_shape(self.scorer.name(), &[None, Some(3)], &triples.dims())?;
+        let n = triples.dims()[0];
+        let column = |c: usize| triples.clone().slice([0..n, c..c + 1]).reshape([n]);
+        let h = self.lookup(&self.entities, column(0));
+        let r = self.lookup(&self.relations, column(1));
+        let t = self.lookup(&self.entities, column(2));
+        Ok(match self.scorer {
+            KgScorer::TransE => (unit(h) + r - unit(t)).abs().sum_dim(1).reshape([n]).neg(),
+            KgScorer::DistMult => (h * r * t).sum_dim(1).reshape([n]),
+        })
+    }
+
+    /// Scores of every entity as the tail of `(head, relation, ?)` (or, with `predict_head`, as the head of
+    /// `(?, relation, tail)`) for each of the `n` queries, `[n, entities]`. `known` is the entity
+    /// that stays fixed and `relations` the relation, each `[n]`.
+    pub fn score_candidates(
+        &self,
+        known: Tensor<1, Int>,
+        relations: Tensor<1, Int>,
+        predict_head: bool,
+    ) -> Tensor<2> {
+        let n = known.dims()[0];
+        let e = self.lookup(&self.entities, known);
+        let r = self.lookup(&self.relations, relations);
+        let all = self.entities.weight.val();
+        let [num, dim] = all.dims();
+        match self.scorer {
+            KgScorer::TransE => {
+                // Tail: ĥ + r − t̂ for every t̂; head: ĥ + r − t̂ = −(t̂ − r − ĥ) for every ĥ.
+                let query = if predict_head {
+                    unit(e) - r
+                } else {
+                    unit(e) + r
+                };
+                let diff = query.reshape([n, 1, dim]) - unit(all).reshape([1, num, dim]);
+                diff.abs().sum_dim(2).reshape([n, num]).neg()
+            }
+            // Σ h r t is symmetric in h and t.
+            KgScorer::DistMult => (e * r).matmul(all.transpose()),
+        }
+    }
+}
+
+impl Supervised for KgEmbedding {
+    type Batch = TripleBatch;
+    type Output = LossOutput;
+
+    fn forward_step(&self, batch: TripleBatch) -> LossOutput {
+        let n = batch.positives.dims()[0];
+        let k = batch.negatives.dims()[0] / n.max(1);
+        let pos = self
+            .try_score(batch.positives.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let neg = self
+            .try_score(batch.negatives.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let loss = match self.scorer {
+            KgScorer::TransE => {
+                // Each negative against its own positive.
+                let pos = pos.reshape([n, 1]).expand([n, k]).reshape([n * k]);
+                relu(neg - pos + self.margin).mean()
+            }
+            KgScorer::DistMult => {
+                let data = (softplus(pos.neg(), 1.0).sum() + softplus(neg, 1.0).sum())
+                    / (n + n * k) as f32;
+                let ids = Tensor::cat(vec![batch.positives, batch.negatives], 0);
+                let m = ids.dims()[0];
+                let column = |c: usize| ids.clone().slice([0..m, c..c + 1]).reshape([m]);
+                let penalty = self.lookup(&self.entities, column(0)).square().mean()
+                    + self.lookup(&self.relations, column(1)).square().mean()
+                    + self.lookup(&self.entities, column(2)).square().mean();
+                data + penalty * self.l2
+            }
+        };
+        LossOutput {
+            loss: loss.reshape([1]),
+            items: n,
+        }
+    }
+}
+
+/// Filtered link-prediction scores.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LinkPrediction {
+    /// Mean reciprocal rank over head and tail queries.
+    pub mrr: f64,
+    /// Fraction of queries ranking the answer first.
+    pub hits1: f64,
+    /// … in the top 3.
+    pub hits3: f64,
+    /// … in the top 10.
+    pub hits10: f64,
+    /// MRR of tail queries `(h, r, ?)` only.
+    pub tail_mrr: f64,
+    /// MRR of head queries `(?, r, t)` only.
+    pub head_mrr: f64,
+    /// Queries ranked (two per triple).
+    pub queries: usize,
+}
+
+/// The filtered rank of candidate `answer` among `scores` (higher is better): 1 + the number of other
+/// candidates scoring higher, not counting those in `filtered` (the other known answers); ties count half
+/// (the mean of the optimistic and pessimistic ranks).
+pub fn filtered_rank(scores: &[f32], answer: usize, filtered: &HashSet<u32>) -> f64 {
+    let target = scores[answer];
+    let (mut higher, mut equal) = (0usize, 0usize);
+    for (i, &s) in scores.iter().enumerate() {
+        if i == answer || filtered.contains(&(i as u32)) {
+            continue;
+        }
+        if s > target {
+            higher += 1;
+        } else if s == target {
+            equal += 1;
+        }
+    }
+    1.0 + higher as f64 + equal as f64 / 2.0
+}
+
+/// Ranks every triple of `triples` against all entities, as tail and as head, removing the other known true
+/// triples (`known`: usually train ∪ valid ∪ test) from the candidates.
+pub fn evaluate_link_prediction(
+    model: &KgEmbedding,
+    triples: &[Triple],
+    known: &HashSet<Triple>,
+    device: &Device,
+) -> Result<LinkPrediction, ModelError> {
+    let num = model.num_entities();
+    let mut tail_ranks = Vec::with_capacity(triples.len());
+    let mut head_ranks = Vec::with_capacity(triples.len());
+    for chunk in triples.chunks(256) {
+        let ids = |f: fn(&Triple) -> u32| {
+            Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    chunk.iter().map(|t| f(t) as i64).collect::<Vec<_>>(),
+                    [chunk.len()],
+                ),
+                device,
+            )
+        };
+        for predict_head in [false, true] {
+            let fixed = if predict_head {
+                ids(|t| t.tail)
+            } else {
+                ids(|t| t.head)
+            };
+            let scores: Vec<f32> = model
+                .score_candidates(fixed, ids(|t| t.relation), predict_head)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .map_err(|e| ModelError::Config {
+                    model: model.scorer.name(),
+                    message: format!("unreadable scores: {e:?}"),
+                })?;
+            for (row, t) in chunk.iter().enumerate() {
+                let row_scores = &scores[row * num..(row + 1) * num];
+                let (answer, filtered): (usize, HashSet<u32>) = if predict_head {
+                    let others = (0..num as u32)
+                        .filter(|&h| h != t.head && known.contains(&Triple { head: h, ..*t }))
+                        .collect();
+                    (t.head as usize, others)
+                } else {
+                    let others = (0..num as u32)
+                        .filter(|&x| x != t.tail && known.contains(&Triple { tail: x, ..*t }))
+                        .collect();
+                    (t.tail as usize, others)
+                };
+                let rank = filtered_rank(row_scores, answer, &filtered);
+                if predict_head {
+                    head_ranks.push(rank);
+                } else {
+                    tail_ranks.push(rank);
+                }
+            }
+        }
+    }
+    let all: Vec<f64> = tail_ranks.iter().chain(&head_ranks).copied().collect();
+    let mean = |xs: &[f64], f: &dyn Fn(f64) -> f64| {
+        xs.iter().map(|&r| f(r)).sum::<f64>() / xs.len().max(1) as f64
+    };
+    let hits = |k: f64| move |r: f64| if r <= k { 1.0 } else { 0.0 };
+    Ok(LinkPrediction {
+        mrr: mean(&all, &|r| 1.0 / r),
+        hits1: mean(&all, &hits(1.0)),
+        hits3: mean(&all, &hits(3.0)),
+        hits10: mean(&all, &hits(10.0)),
+        tail_mrr: mean(&tail_ranks, &|r| 1.0 / r),
+        head_mrr: mean(&head_ranks, &|r| 1.0 / r),
+        queries: all.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+
+    #[test]
+    fn filtered_rank_skips_other_answers_and_splits_ties() {
+        let scores = [0.9, 0.5, 0.7, 0.5, 0.1];
+        assert_eq!(
+            filtered_rank(&scores, 1, &HashSet::new()),
+            3.5,
+            "0.9, 0.7 above; one tie"
+        );
+        assert_eq!(filtered_rank(&scores, 1, &HashSet::from([0, 3])), 2.0);
+        assert_eq!(filtered_rank(&scores, 0, &HashSet::new()), 1.0);
+        assert_eq!(filtered_rank(&scores, 4, &HashSet::new()), 5.0);
+    }
+
+    /// A tiny graph whose DistMult scores are set by hand, so that every rank is known.
+    #[test]
+    fn link_prediction_on_a_hand_made_graph_gives_the_known_ranks() {
+        let device = Device::flex();
+        let mut model = KgEmbeddingConfig::new(KgScorer::DistMult, 4, 1)
+            .with_dim(2)
+            .init(&device)
+            .unwrap();
+        // score(h, 0, t) = x_h · x_t with x = [[1,0],[2,0],[3,0],[4,0]] → h·t·1: larger entities score higher.
+        model.entities.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::from([[1.0f32, 0.0], [2.0, 0.0], [3.0, 0.0], [4.0, 0.0]]),
+            &device,
+        ));
+        model.relations.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::from([[1.0f32, 0.0]]),
+            &device,
+        ));
+        let t = |head, tail| Triple {
+            head,
+            relation: 0,
+            tail,
+        };
+        // Query (0, 0, ?) with answer 1: candidates 3 and 2 score higher → rank 3 unfiltered; 3 is also a
+        // known answer, so filtered rank 2. Query (?, 0, 1) with answer 0: 3, 2, 1 score higher → rank 4.
+        let test = [t(0, 1)];
+        let known = HashSet::from([t(0, 1), t(0, 3)]);
+        let scores = evaluate_link_prediction(&model, &test, &known, &device).unwrap();
+        assert_eq!(scores.queries, 2);
+        assert!((scores.tail_mrr - 1.0 / 2.0).abs() < 1e-12, "{scores:?}");
+        assert!((scores.head_mrr - 1.0 / 4.0).abs() < 1e-12, "{scores:?}");
+        assert!((scores.mrr - (0.5 + 0.25) / 2.0).abs() < 1e-12);
+        assert_eq!((scores.hits1, scores.hits3, scores.hits10), (0.0, 0.5, 1.0));
+    }
+
+    #[test]
+    fn transe_scores_candidates_as_it_scores_triples() {
+        let device = Device::flex();
+        device.seed(4);
+        let model = KgEmbeddingConfig::new(KgScorer::TransE, 5, 2)
+            .with_dim(3)
+            .init(&device)
+            .unwrap();
+        let all = |h: i64, r: i64, predict_head: bool| -> Vec<f32> {
+            let fixed = Tensor::<1, Int>::from_data(TensorData::from([h]), &device);
+            let rel = Tensor::<1, Int>::from_data(TensorData::from([r]), &device);
+            model
+                .score_candidates(fixed, rel, predict_head)
+                .into_data()
+                .try_to_vec()
+                .unwrap()
+        };
+        let one = |h: i64, r: i64, t: i64| -> f32 {
+            let ids = Tensor::<2, Int>::from_data(TensorData::from([[h, r, t]]), &device);
+            model.try_score(ids).unwrap().into_scalar()
+        };
+        let tails = all(1, 1, false);
+        let heads = all(2, 0, true);
+        for x in 0..5 {
+            assert!((tails[x as usize] - one(1, 1, x)).abs() < 1e-5);
+            assert!((heads[x as usize] - one(x, 0, 2)).abs() < 1e-5);
+        }
+        let bad = Tensor::<2, Int>::zeros([2, 2], &device);
+        assert!(
+            model
+                .try_score(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("[_, 3]")
+        );
+    }
+}
