@@ -43,13 +43,15 @@ enum Task {
     },
     /// Train one model, on the vendored data or on your own IDX folder / CSV or TSV file.
     Train {
-        /// linear_regression, logistic_regression, mlp, cnn, rnn, gru or lstm.
+        /// linear_regression, logistic_regression, mlp, cnn, rnn, gru, lstm, transe or distmult.
         #[arg(long)]
         model: String,
         /// IDX folder (the four {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] files) for classifiers
         /// (rnn/gru/lstm read the images row by row); a UTF-8 text file (gzipped or not) for an rnn/gru/lstm
-        /// character language model; CSV/TSV file with a header for linear_regression. Default: the
-        /// vendored MNIST (sequential MNIST for rnn/gru/lstm) / diabetes data.
+        /// character language model; a folder of {train,valid,test}.txt triple files (or the name of a
+        /// vendored graph: kinships, umls, nations) for transe/distmult; CSV/TSV file with a header for
+        /// linear_regression. Default: the vendored MNIST (sequential MNIST for rnn/gru/lstm) / Kinships /
+        /// diabetes data.
         #[arg(long)]
         dataset: Option<PathBuf>,
         /// Target column of a CSV/TSV file (default: the last column).
@@ -123,6 +125,7 @@ fn main() -> anyhow::Result<()> {
                 (Some(path), _) => recipes::dataset_name(path),
                 (None, ModelName::LinearRegression) => "diabetes".into(),
                 (None, m) if m.cell().is_some() => "seq_mnist".into(),
+                (None, m) if m.kg_scorer().is_some() => "kinships".into(),
                 (None, _) => "mnist".into(),
             };
             let out = out.unwrap_or_else(|| {
@@ -223,6 +226,14 @@ fn run_one(
                 }
             };
             recipes::linear_regression(&data, name, settings)
+        }
+        m if m.kg_scorer().is_some() => {
+            let graph = match dataset {
+                Some(path) if path.is_dir() => kiln::data::KnowledgeGraph::load(path)?,
+                // A bare name: one of the vendored graphs (an unknown name is a missing-folder error).
+                _ => kiln::data::kg::vendored(name)?,
+            };
+            recipes::kg_embedding(model, &graph, name, settings)
         }
         m if m.cell().is_some() && dataset.is_some_and(Path::is_file) => {
             let path = dataset.context("a text file")?;
