@@ -3,7 +3,7 @@
 //! known answers that filtered link-prediction evaluation removes from the candidates.
 
 use crate::DataError;
-use crate::read::read_maybe_gzipped;
+use crate::read::read_text;
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
 use rand::rngs::StdRng;
@@ -97,13 +97,7 @@ pub struct KnowledgeGraph {
 
 /// Reads `head<TAB>relation<TAB>tail` lines (blank lines skipped) as name triples.
 fn read_triples(path: &Path) -> Result<Vec<[String; 3]>, DataError> {
-    let bytes = read_maybe_gzipped(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        DataError::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
-        )
-    })?;
+    let text = read_text(path)?;
     let mut triples = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

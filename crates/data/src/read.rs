@@ -21,3 +21,13 @@ pub(crate) fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {
         Ok(raw)
     }
 }
+
+/// Reads a UTF-8 text file, gzipped or not; invalid UTF-8 is an I/O error naming the file.
+pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
+    String::from_utf8(read_maybe_gzipped(path)?).map_err(|e| {
+        DataError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        )
+    })
+}

@@ -2,7 +2,7 @@
 //! split, datasets of fixed-length windows, and a batcher that pads and masks sequences of any length.
 
 use crate::DataError;
-use crate::read::read_maybe_gzipped;
+use crate::read::read_text;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
@@ -114,13 +114,7 @@ impl CharCorpus {
 
     /// Reads a UTF-8 text file (gzipped or not) and splits it as [`Self::split`] does.
     pub fn load(path: &Path, train: f64, valid: f64) -> Result<Self, DataError> {
-        let bytes = read_maybe_gzipped(path)?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            DataError::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
-            )
-        })?;
+        let text = read_text(path)?;
         if text.is_empty() {
             return Err(DataError::Empty { path: path.into() });
         }
