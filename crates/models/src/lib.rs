@@ -9,6 +9,8 @@
 //! | convolutional network (and LeNet-5) | [`cnn`] | cross-entropy | `ClassificationOutput` |
 //! | RNN / GRU / LSTM sequence classifier | [`recurrent::classifier`] | cross-entropy | `ClassificationOutput` |
 //! | RNN / GRU / LSTM character language model | [`recurrent::char_lm`] | cross-entropy per step | `ClassificationOutput` |
+//! | Transformer encoder classifier | [`transformer::classifier`] | cross-entropy | `ClassificationOutput` |
+//! | Transformer (decoder-only) character language model | [`transformer::lm`] | cross-entropy per step | `ClassificationOutput` |
 //! | TransE / DistMult knowledge-graph embeddings | [`kg`] | margin ranking / logistic, negative sampling | `LossOutput` |
 #![warn(missing_docs)]
 
@@ -18,8 +20,10 @@ pub mod kg;
 pub mod linear_regression;
 pub mod logistic_regression;
 pub mod mlp;
+mod next_token;
 pub mod persist;
 pub mod recurrent;
+pub mod transformer;
 
 pub use cnn::{Cnn, CnnConfig};
 pub use error::ModelError;
@@ -30,6 +34,10 @@ pub use mlp::{Activation, Mlp, MlpConfig};
 pub use recurrent::{
     CellKind, CharLm, CharLmConfig, Pooling, Recurrent, RecurrentConfig, RecurrentState,
     SequenceClassifier, SequenceClassifierConfig,
+};
+pub use transformer::{
+    EncoderStackConfig, PositionKind, TransformerClassifier, TransformerClassifierConfig,
+    TransformerLm, TransformerLmConfig,
 };
 
 /// Checks that `found` matches `expected`, where `None` in `expected` accepts any size.

@@ -1,10 +1,13 @@
 //! PyTorch parity of the recurrent models: weights exported from `torch.nn.{RNN, GRU, LSTM}` (multi-layer,
 //! bidirectional, packed/masked) load into [`Recurrent`] and give PyTorch's outputs and final states within
-//! 1e-5. The fixtures are written by `scripts/make_torch_fixtures.py`.
+//! 1e-5; so does burn's multi-head attention with `torch.nn.MultiheadAttention`'s weights, with and without
+//! padding and causal masks. The fixtures are written by `scripts/make_torch_fixtures.py`.
 
+use burn::nn::attention::{MhaInput, MultiHeadAttentionConfig};
 use burn::prelude::*;
 use burn::tensor::Tolerance;
 use kiln_models::recurrent::load_torch_recurrent;
+use kiln_models::transformer::load_torch_mha;
 use kiln_models::{CellKind, RecurrentConfig, RecurrentState};
 use std::path::{Path, PathBuf};
 
@@ -243,4 +246,69 @@ fn burn_nn_rnn_lstm_and_gru_match_torch_too() {
     );
     out.into_data()
         .assert_approx_eq::<f32>(&io.tensor::<3>("out", &device).into_data(), tol);
+}
+
+/// burn's `MultiHeadAttention` with `torch.nn.MultiheadAttention`'s weights, on the fixture's inputs and
+/// masks; the output must equal PyTorch's within 1e-5.
+fn check_mha(case: &str) {
+    let device = Device::flex();
+    let mut mha = MultiHeadAttentionConfig::new(8, 2).init(&device);
+    load_torch_mha(
+        &mut mha,
+        &fixture(&format!("{case}.weights.safetensors")),
+        "",
+    )
+    .unwrap();
+    let io = Io::open(case);
+    let q: Tensor<3> = io.tensor("q", &device);
+    let [batch, queries, _] = q.dims();
+    let mut input = MhaInput::new(q, io.tensor("k", &device), io.tensor("v", &device));
+    if io.has("key_padding_mask") {
+        input = input.mask_pad(
+            io.tensor::<2>("key_padding_mask", &device)
+                .greater_elem(0.5),
+        );
+    }
+    if io.has("attn_mask") {
+        let mask = io.tensor::<2>("attn_mask", &device).greater_elem(0.5);
+        let keys = mask.dims()[1];
+        input = input.mask_attn(mask.unsqueeze::<3>().expand([batch, queries, keys]));
+    }
+    let out = mha.forward(input).context;
+    out.into_data().assert_approx_eq::<f32>(
+        &io.tensor::<3>("out", &device).into_data(),
+        Tolerance::absolute(1e-5),
+    );
+}
+
+#[test]
+fn multi_head_attention_matches_torch_with_and_without_masks() {
+    for case in [
+        "mha_self",
+        "mha_self_padded",
+        "mha_self_causal",
+        "mha_cross_padded",
+    ] {
+        check_mha(case);
+    }
+}
+
+#[test]
+fn attention_weights_of_another_size_are_refused_naming_the_tensor() {
+    let device = Device::flex();
+    let mut wide = MultiHeadAttentionConfig::new(16, 2).init(&device);
+    let err = load_torch_mha(&mut wide, &fixture("mha_self.weights.safetensors"), "").unwrap_err();
+    assert!(err.to_string().contains("in_proj_weight"), "{err}");
+    assert!(err.to_string().contains("[48, 16]"), "{err}");
+    let mut mha = MultiHeadAttentionConfig::new(8, 2).init(&device);
+    let err =
+        load_torch_mha(&mut mha, &fixture("mha_self.weights.safetensors"), "attn.").unwrap_err();
+    assert!(
+        err.to_string().contains("no tensor `attn.in_proj_weight`"),
+        "{err}"
+    );
+    let err =
+        load_torch_mha(&mut mha, &fixture("lstm_1layer.weights.safetensors"), "").unwrap_err();
+    assert!(err.to_string().contains("in_proj_weight"), "{err}");
+    assert!(load_torch_mha(&mut mha, &fixture("missing.safetensors"), "").is_err());
 }

@@ -2,12 +2,13 @@
 //! the vocabulary, trained with cross-entropy on the real steps, and temperature sampling from a prompt.
 
 use super::layer::{CellKind, Recurrent, RecurrentConfig, RecurrentState};
+use crate::next_token::{check_token_range, masked_token_output, sample};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use kiln_data::TokenBatch;
-use kiln_train::{ClassificationOutput, Supervised, loss};
+use kiln_train::{ClassificationOutput, Supervised};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -88,17 +89,7 @@ impl CharLm {
         mask: Option<Tensor<2, Bool>>,
     ) -> Result<(Tensor<3>, RecurrentState), ModelError> {
         check_shape("char_lm", &[None, None], &tokens.dims())?;
-        let max = tokens.clone().max().into_scalar::<i64>();
-        let min = tokens.clone().min().into_scalar::<i64>();
-        if min < 0 || max >= self.vocab_size() as i64 {
-            return Err(ModelError::Config {
-                model: "char_lm",
-                message: format!(
-                    "token ids must lie in 0..{}, found {min}..={max}",
-                    self.vocab_size()
-                ),
-            });
-        }
+        check_token_range("char_lm", &tokens, self.vocab_size())?;
         let (outputs, state) =
             self.recurrent
                 .try_forward(self.embedding.forward(tokens), state, mask)?;
@@ -108,35 +99,8 @@ impl CharLm {
     /// Mean cross-entropy (nats per token) over the real steps of a batch, with the logits and targets of
     /// those steps for the metrics.
     pub fn try_step(&self, batch: TokenBatch) -> Result<ClassificationOutput, ModelError> {
-        let [b, t] = batch.inputs.dims();
         let (logits, _) = self.try_forward(batch.inputs, None, Some(batch.mask.clone()))?;
-        let vocab = self.vocab_size();
-        let logits = logits.reshape([b * t, vocab]);
-        let targets = batch.targets.reshape([b * t]);
-        let mask = batch.mask.reshape([b * t]);
-        let valid: Vec<bool> =
-            mask.clone()
-                .into_data()
-                .try_to_vec()
-                .map_err(|e| ModelError::Config {
-                    model: "char_lm",
-                    message: format!("unreadable mask: {e:?}"),
-                })?;
-        if valid.iter().all(|&v| v) {
-            return Ok(loss::classification_output(logits, targets));
-        }
-        let rows: Vec<i64> = (0..valid.len())
-            .filter(|&i| valid[i])
-            .map(|i| i as i64)
-            .collect();
-        let rows = Tensor::<1, Int>::from_data(
-            TensorData::new(rows.clone(), [rows.len()]),
-            &logits.device(),
-        );
-        Ok(loss::classification_output(
-            logits.select(0, rows.clone()),
-            targets.select(0, rows),
-        ))
+        masked_token_output("char_lm", logits, batch.targets, batch.mask)
     }
 
     /// Samples `length` tokens after `prompt` (which must not be empty): each step draws from
@@ -185,19 +149,6 @@ impl CharLm {
         }
         Ok(generated)
     }
-}
-
-/// The index where the running sum of `probs` passes `u` (in `[0, 1)`); the last index if rounding leaves
-/// it short.
-fn sample(probs: &[f32], u: f32) -> u32 {
-    let mut total = 0.0;
-    for (i, p) in probs.iter().enumerate() {
-        total += p;
-        if u < total {
-            return i as u32;
-        }
-    }
-    probs.len().saturating_sub(1) as u32
 }
 
 impl Supervised for CharLm {

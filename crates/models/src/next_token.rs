@@ -1,0 +1,75 @@
+//! What the language models share: the next-token loss over the real (unpadded) steps of a batch, and
+//! temperature sampling.
+
+use crate::ModelError;
+use burn::prelude::*;
+use kiln_train::{ClassificationOutput, loss};
+
+/// Mean cross-entropy (nats per token) over the steps where `valid` is `true`, with those steps' logits and
+/// targets for the metrics.
+///
+/// # Shapes
+/// - `logits`: `[batch, steps, vocab]`; `targets` and `valid`: `[batch, steps]`
+pub(crate) fn masked_token_output(
+    model: &'static str,
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    valid: Tensor<2, Bool>,
+) -> Result<ClassificationOutput, ModelError> {
+    let [b, t, vocab] = logits.dims();
+    let logits = logits.reshape([b * t, vocab]);
+    let targets = targets.reshape([b * t]);
+    let flags: Vec<bool> = valid
+        .reshape([b * t])
+        .into_data()
+        .try_to_vec()
+        .map_err(|e| ModelError::Config {
+            model,
+            message: format!("unreadable mask: {e:?}"),
+        })?;
+    if flags.iter().all(|&v| v) {
+        return Ok(loss::classification_output(logits, targets));
+    }
+    let rows: Vec<i64> = (0..flags.len())
+        .filter(|&i| flags[i])
+        .map(|i| i as i64)
+        .collect();
+    let rows = Tensor::<1, Int>::from_data(
+        TensorData::new(rows.clone(), [rows.len()]),
+        &logits.device(),
+    );
+    Ok(loss::classification_output(
+        logits.select(0, rows.clone()),
+        targets.select(0, rows),
+    ))
+}
+
+/// The index where the running sum of `probs` passes `u` (in `[0, 1)`); the last index if rounding leaves
+/// it short.
+pub(crate) fn sample(probs: &[f32], u: f32) -> u32 {
+    let mut total = 0.0;
+    for (i, p) in probs.iter().enumerate() {
+        total += p;
+        if u < total {
+            return i as u32;
+        }
+    }
+    probs.len().saturating_sub(1) as u32
+}
+
+/// Checks that every id of `tokens` is below `vocab_size`.
+pub(crate) fn check_token_range(
+    model: &'static str,
+    tokens: &Tensor<2, Int>,
+    vocab_size: usize,
+) -> Result<(), ModelError> {
+    let max = tokens.clone().max().into_scalar::<i64>();
+    let min = tokens.clone().min().into_scalar::<i64>();
+    if min < 0 || max >= vocab_size as i64 {
+        return Err(ModelError::Config {
+            model,
+            message: format!("token ids must lie in 0..{vocab_size}, found {min}..={max}"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Transformers, on burn's attention and encoder modules: the [`stack`] every model shares (positions,
+//! layers, masks), an encoder [`classifier`], a decoder-only language model ([`lm`]), and the import of
+//! PyTorch's multi-head attention weights ([`attention`]).
+
+pub mod attention;
+pub mod classifier;
+pub mod lm;
+pub mod stack;
+
+pub use attention::load_torch_mha;
+pub use classifier::{TransformerClassifier, TransformerClassifierConfig};
+pub use lm::{TransformerLm, TransformerLmConfig};
+pub use stack::{EncoderStack, EncoderStackConfig, PositionKind, causal_mask};

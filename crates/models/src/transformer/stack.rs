@@ -1,0 +1,321 @@
+//! The encoder stack every Kiln Transformer is built from: positions added to the inputs, burn's
+//! `TransformerEncoder` (multi-head self-attention and a position-wise feed-forward network per layer, pre- or
+//! post-norm), a final layer norm for pre-norm stacks, and the padding and causal masks.
+//!
+//! burn's `TransformerEncoder`, `MultiHeadAttention` and sinusoidal `PositionalEncoding` are used as they are
+//! (the attention is checked against `torch.nn.MultiheadAttention` in `tests/torch_parity.rs`). Kiln adds what
+//! they lack: learned positions, the final norm a pre-norm stack needs (burn's pre-norm encoder ends on a
+//! residual sum, as PyTorch's does without its optional `norm`), and a checked config.
+
+use crate::ModelError;
+use burn::nn::activation::ActivationConfig;
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig,
+    PositionalEncoding, PositionalEncodingConfig,
+};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// How positions are told to the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionKind {
+    /// Fixed sinusoids (Vaswani et al. 2017), burn's `PositionalEncoding`.
+    #[default]
+    Sinusoidal,
+    /// A learned vector per position (an embedding table of `max_len` rows), as GPT-2.
+    Learned,
+}
+
+/// Configuration of an [`EncoderStack`].
+#[derive(Config, Debug)]
+pub struct EncoderStackConfig {
+    /// Width of every position's vector.
+    pub d_model: usize,
+    /// Attention heads (must divide `d_model`).
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// Layers.
+    #[config(default = 2)]
+    pub n_layers: usize,
+    /// Hidden width of the feed-forward network.
+    #[config(default = 256)]
+    pub d_ff: usize,
+    /// Dropout on attention weights, residual branches and the embedded inputs (training only).
+    #[config(default = 0.1)]
+    pub dropout: f64,
+    /// Layer norm before each sub-layer (pre-norm, with a final norm) instead of after it (post-norm).
+    #[config(default = true)]
+    pub norm_first: bool,
+    /// Sinusoidal or learned positions.
+    #[config(default = "PositionKind::Sinusoidal")]
+    pub positions: PositionKind,
+    /// Longest sequence the positions cover.
+    #[config(default = 512)]
+    pub max_len: usize,
+}
+
+impl EncoderStackConfig {
+    /// Checks the config and builds the stack on `device`.
+    pub fn init(&self, device: &Device) -> Result<EncoderStack, ModelError> {
+        let error = |message: String| ModelError::Config {
+            model: "transformer",
+            message,
+        };
+        if self.d_model == 0 || self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+            return Err(error(format!(
+                "n_heads ({}) must divide d_model ({}), both positive",
+                self.n_heads, self.d_model
+            )));
+        }
+        if self.n_layers == 0 || self.d_ff == 0 || self.max_len == 0 {
+            return Err(error(format!(
+                "n_layers ({}), d_ff ({}) and max_len ({}) must be positive",
+                self.n_layers, self.d_ff, self.max_len
+            )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(error(format!("dropout {} is not in [0, 1)", self.dropout)));
+        }
+        let (sinusoidal, learned) = match self.positions {
+            PositionKind::Sinusoidal => (
+                Some(
+                    PositionalEncodingConfig::new(self.d_model)
+                        .with_max_sequence_size(self.max_len)
+                        .init(device),
+                ),
+                None,
+            ),
+            PositionKind::Learned => (
+                None,
+                Some(EmbeddingConfig::new(self.max_len, self.d_model).init(device)),
+            ),
+        };
+        let encoder =
+            TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers)
+                .with_dropout(self.dropout)
+                .with_norm_first(self.norm_first)
+                .with_activation(ActivationConfig::Gelu)
+                .init(device);
+        Ok(EncoderStack {
+            sinusoidal,
+            learned,
+            input_dropout: DropoutConfig::new(self.dropout).init(),
+            encoder,
+            final_norm: self
+                .norm_first
+                .then(|| LayerNormConfig::new(self.d_model).init(device)),
+            d_model: self.d_model,
+            max_len: self.max_len,
+        })
+    }
+}
+
+/// Positions, a Transformer encoder and (for pre-norm) a final layer norm.
+#[derive(Module, Debug)]
+pub struct EncoderStack {
+    /// Fixed sinusoidal positions, when chosen.
+    pub sinusoidal: Option<PositionalEncoding>,
+    /// Learned positions, when chosen.
+    pub learned: Option<Embedding>,
+    /// Dropout on the inputs once positions are added.
+    pub input_dropout: Dropout,
+    /// burn's encoder layers.
+    pub encoder: TransformerEncoder,
+    /// The last layer norm of a pre-norm stack.
+    pub final_norm: Option<LayerNorm>,
+    /// Width of every position's vector.
+    #[module(skip)]
+    pub d_model: usize,
+    /// Longest sequence the positions cover.
+    #[module(skip)]
+    pub max_len: usize,
+}
+
+impl EncoderStack {
+    /// Adds positions and runs the layers.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, steps, d_model]` with `steps ≤ max_len`
+    /// - `valid`: optional `[batch, steps]`, `true` on real steps, `false` on padding (keys at padded steps
+    ///   are never attended to)
+    /// - `causal`: when `true`, step `t` attends to steps `≤ t` only
+    /// - returns `[batch, steps, d_model]`
+    pub fn try_forward(
+        &self,
+        x: Tensor<3>,
+        valid: Option<Tensor<2, Bool>>,
+        causal: bool,
+    ) -> Result<Tensor<3>, ModelError> {
+        let [batch, steps, _] = x.dims();
+        crate::check_shape("transformer", &[None, None, Some(self.d_model)], &x.dims())?;
+        if steps == 0 || steps > self.max_len {
+            return Err(ModelError::Shape {
+                model: "transformer",
+                expected: format!(
+                    "[_, 1..={}, {}] (steps up to max_len)",
+                    self.max_len, self.d_model
+                ),
+                found: x.dims().to_vec(),
+            });
+        }
+        if let Some(valid) = &valid
+            && valid.dims() != [batch, steps]
+        {
+            return Err(ModelError::Shape {
+                model: "transformer padding mask",
+                expected: format!("[{batch}, {steps}]"),
+                found: valid.dims().to_vec(),
+            });
+        }
+        let device = x.device();
+        let x = match (&self.sinusoidal, &self.learned) {
+            (Some(sinusoids), _) => sinusoids.forward(x),
+            (None, Some(table)) => {
+                let positions = Tensor::<1, Int>::arange(0..steps as i64, &device)
+                    .reshape([1, steps])
+                    .expand([batch, steps]);
+                x + table.forward(positions)
+            }
+            (None, None) => x,
+        };
+        let mut input = TransformerEncoderInput::new(self.input_dropout.forward(x));
+        if let Some(valid) = valid {
+            input = input.mask_pad(valid.bool_not());
+        }
+        if causal {
+            input = input.mask_attn(causal_mask(batch, steps, &device));
+        }
+        let out = self.encoder.forward(input);
+        Ok(match &self.final_norm {
+            Some(norm) => norm.forward(out),
+            None => out,
+        })
+    }
+}
+
+/// `[batch, steps, steps]`, `true` where a query step `t` may not see a key step `s > t` (burn's convention:
+/// `true` is masked).
+pub fn causal_mask(batch: usize, steps: usize, device: &Device) -> Tensor<3, Bool> {
+    generate_autoregressive_mask(batch, steps, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+
+    fn stack(positions: PositionKind, norm_first: bool) -> EncoderStack {
+        let device = Device::flex();
+        device.seed(3);
+        EncoderStackConfig::new(8)
+            .with_n_heads(2)
+            .with_d_ff(16)
+            .with_positions(positions)
+            .with_norm_first(norm_first)
+            .with_max_len(6)
+            .init(&device)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_padded_step_never_changes_the_real_steps() {
+        let device = Device::flex();
+        for (positions, norm_first) in [
+            (PositionKind::Sinusoidal, true),
+            (PositionKind::Learned, false),
+        ] {
+            let model = stack(positions, norm_first);
+            let x = Tensor::<3>::random([1, 5, 8], Distribution::Default, &device);
+            let valid = Tensor::<2, Bool>::from_data([[true, true, true, false, false]], &device);
+            let short = model
+                .try_forward(x.clone().slice([0..1, 0..3, 0..8]), None, false)
+                .unwrap();
+            // Whatever the padded steps hold, the real ones come out the same.
+            let noise = Tensor::<3>::random([1, 2, 8], Distribution::Default, &device) * 50.0;
+            let x2 = Tensor::cat(vec![x.clone().slice([0..1, 0..3, 0..8]), noise], 1);
+            for input in [x, x2] {
+                let padded = model
+                    .try_forward(input, Some(valid.clone()), false)
+                    .unwrap()
+                    .slice([0..1, 0..3, 0..8]);
+                padded
+                    .into_data()
+                    .assert_approx_eq::<f32>(&short.to_data(), Tolerance::absolute(1e-5));
+            }
+        }
+    }
+
+    #[test]
+    fn the_causal_mask_never_lets_a_step_see_the_next() {
+        let device = Device::flex();
+        let model = stack(PositionKind::Learned, true);
+        let x = Tensor::<3>::random([2, 6, 8], Distribution::Default, &device);
+        let full = model.try_forward(x.clone(), None, true).unwrap();
+        for t in 1..6 {
+            // Changing steps t.. leaves the outputs of steps < t unchanged.
+            let changed = Tensor::cat(
+                vec![
+                    x.clone().slice([0..2, 0..t, 0..8]),
+                    Tensor::<3>::random([2, 6 - t, 8], Distribution::Default, &device),
+                ],
+                1,
+            );
+            let out = model.try_forward(changed, None, true).unwrap();
+            out.slice([0..2, 0..t, 0..8])
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &full.clone().slice([0..2, 0..t, 0..8]).into_data(),
+                    Tolerance::absolute(1e-5),
+                );
+        }
+        // Without the mask, step 0 does see later steps.
+        let open = model.try_forward(x.clone(), None, false).unwrap();
+        let changed = Tensor::cat(
+            vec![
+                x.clone().slice([0..2, 0..1, 0..8]),
+                // (A random change: a constant one would vanish in the layer norms.)
+                Tensor::<3>::random([2, 5, 8], Distribution::Default, &device),
+            ],
+            1,
+        );
+        let diff = (model.try_forward(changed, None, false).unwrap() - open)
+            .slice([0..2, 0..1, 0..8])
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(
+            diff > 1e-3,
+            "step 0 ignored the others without a mask ({diff})"
+        );
+    }
+
+    #[test]
+    fn bad_configs_and_shapes_are_errors_naming_them() {
+        let device = Device::flex();
+        let err = EncoderStackConfig::new(10)
+            .with_n_heads(4)
+            .init(&device)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("n_heads (4) must divide d_model (10)"),
+            "{err}"
+        );
+        let model = stack(PositionKind::Sinusoidal, true);
+        let too_long = Tensor::<3>::zeros([1, 7, 8], &device);
+        let err = model.try_forward(too_long, None, false).unwrap_err();
+        assert!(err.to_string().contains("1..=6"), "{err}");
+        let wrong_width = Tensor::<3>::zeros([1, 3, 5], &device);
+        let err = model.try_forward(wrong_width, None, false).unwrap_err();
+        assert!(err.to_string().contains("[_, _, 8]"), "{err}");
+        let x = Tensor::<3>::zeros([2, 3, 8], &device);
+        let mask = Tensor::<2, Bool>::from_data([[true, true]], &device);
+        let err = model.try_forward(x, Some(mask), false).unwrap_err();
+        assert!(err.to_string().contains("[2, 3]"), "{err}");
+    }
+}
