@@ -13,8 +13,9 @@ use kiln_data::{
 };
 use kiln_models::persist::{save_config, save_weights};
 use kiln_models::{
-    CellKind, CharLmConfig, CnnConfig, KgEmbeddingConfig, KgScorer, LinearRegressionConfig,
-    LogisticRegressionConfig, MlpConfig, RecurrentConfig, SequenceClassifierConfig,
+    CellKind, CharLmConfig, CnnConfig, EncoderStackConfig, KgEmbeddingConfig, KgScorer,
+    LinearRegressionConfig, LogisticRegressionConfig, MlpConfig, PositionKind, RecurrentConfig,
+    SequenceClassifierConfig, TextGenerator, TransformerClassifierConfig, TransformerLmConfig,
     evaluate_link_prediction,
 };
 use kiln_train::{
@@ -43,6 +44,10 @@ pub enum ModelName {
     Gru,
     /// An LSTM, on images read row by row or on text (as [`Self::Rnn`]).
     Lstm,
+    /// [`kiln_models::TransformerClassifier`] on IDX images read row by row.
+    TransformerEncoder,
+    /// [`kiln_models::TransformerLm`], a decoder-only character language model, on a text file.
+    TransformerLm,
     /// [`kiln_models::KgEmbedding`] with TransE scores, on a knowledge graph.
     TransE,
     /// [`kiln_models::KgEmbedding`] with DistMult scores, on a knowledge graph.
@@ -51,7 +56,7 @@ pub enum ModelName {
 
 impl ModelName {
     /// Every model, in report order.
-    pub const ALL: [ModelName; 9] = [
+    pub const ALL: [ModelName; 11] = [
         Self::LinearRegression,
         Self::LogisticRegression,
         Self::Mlp,
@@ -59,6 +64,8 @@ impl ModelName {
         Self::Rnn,
         Self::Gru,
         Self::Lstm,
+        Self::TransformerEncoder,
+        Self::TransformerLm,
         Self::TransE,
         Self::DistMult,
     ];
@@ -82,6 +89,11 @@ impl ModelName {
         }
     }
 
+    /// Models that read images as sequences of rows (sequential MNIST by default).
+    pub fn reads_rows(self) -> bool {
+        self.cell().is_some() || self == Self::TransformerEncoder
+    }
+
     /// The snake_case report name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -92,6 +104,8 @@ impl ModelName {
             Self::Rnn => "rnn",
             Self::Gru => "gru",
             Self::Lstm => "lstm",
+            Self::TransformerEncoder => "transformer_encoder",
+            Self::TransformerLm => "transformer_lm",
             Self::TransE => "transe",
             Self::DistMult => "distmult",
         }
@@ -337,6 +351,29 @@ pub fn image_classifier(
             config.grad_clip_norm = Some(1.0);
             run_classifier(model_config.init(&device)?, &model_config, config, run)
         }
+        ModelName::TransformerEncoder => {
+            // Rows are steps, as for the recurrent models. Pre-norm, sinusoidal positions, mean pooling.
+            let stack = EncoderStackConfig::new(64)
+                .with_n_heads(4)
+                .with_n_layers(3)
+                .with_d_ff(128)
+                .with_dropout(0.1)
+                .with_max_len(h);
+            let model_config = TransformerClassifierConfig::new(w, classes, stack);
+            let mut config = TrainingConfig::new(8, 128, 1e-3);
+            config.optimizer = OptimizerConfig::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                weight_decay: 0.01,
+            };
+            config.schedule = LrSchedule::WarmupCosine {
+                warmup_fraction: 0.05,
+                min_lr: 1e-5,
+            };
+            config.grad_clip_norm = Some(1.0);
+            run_classifier(model_config.init(&device)?, &model_config, config, run)
+        }
+        ModelName::TransformerLm => bail!("transformer_lm trains on a text file, not on images"),
         ModelName::LinearRegression => bail!("linear_regression trains on a table, not on images"),
         ModelName::TransE | ModelName::DistMult => {
             bail!(
@@ -442,57 +479,159 @@ pub const LM_WINDOW: usize = 100;
 /// keeps when reading running text (each window still starts from a zero state).
 pub const LM_LONG_WINDOW: usize = 1000;
 
-/// A character-level language model (RNN, GRU or LSTM) on a text corpus split contiguously 90/5/5.
+/// Context (and training window) of the Transformer language model, in characters.
+pub const TRANSFORMER_CONTEXT: usize = 128;
+
+/// A character-level language model on a text corpus split contiguously 90/5/5: an RNN, GRU or LSTM
+/// ([`kiln_models::CharLm`]) or a decoder-only Transformer ([`kiln_models::TransformerLm`]).
 ///
-/// Trains on non-overlapping windows of [`LM_WINDOW`] characters of the training part (shuffled each
-/// epoch), validates on the first 1,000 windows of the validation part, and reports the test loss in nats
-/// per character over the whole test part read in windows of [`LM_LONG_WINDOW`] (and, as a detail, of
-/// [`LM_WINDOW`]), with samples generated from a prompt.
+/// Trains on non-overlapping windows of the training part (shuffled each epoch; [`LM_WINDOW`] characters for
+/// the recurrent models, [`TRANSFORMER_CONTEXT`] for the Transformer), validates on the first 1,000 windows of
+/// the validation part, and reports the test loss in nats per character over the whole test part, with
+/// samples generated from a prompt. The recurrent models are scored on windows of [`LM_LONG_WINDOW`] (the
+/// headline) and of [`LM_WINDOW`]; the Transformer cannot read past its context, so it is scored on windows of
+/// its context.
 pub fn char_language_model(
     model: ModelName,
     corpus: &CharCorpus,
     dataset: &str,
     settings: &RunSettings,
 ) -> anyhow::Result<RunSummary> {
-    let cell = model
-        .cell()
-        .with_context(|| format!("{} is not a recurrent model", model.as_str()))?;
-    let mut train = TokenWindows::new(Arc::clone(&corpus.train), LM_WINDOW)?;
-    let mut valid = TokenWindows::new(Arc::clone(&corpus.valid), LM_WINDOW)?.take(1000);
-    let mut test = TokenWindows::new(Arc::clone(&corpus.test), LM_WINDOW)?;
-    let mut test_long = TokenWindows::new(Arc::clone(&corpus.test), LM_LONG_WINDOW)?;
+    let device = settings.device.device();
+    device.seed(settings.seed);
+    let vocab = corpus.vocab.len();
+    if let Some(cell) = model.cell() {
+        let model_config = CharLmConfig::new(cell, vocab)
+            .with_d_embedding(64)
+            .with_d_hidden(256);
+        let mut config = TrainingConfig::new(3, 128, 3e-3);
+        config.schedule = LrSchedule::Cosine { min_lr: 1e-4 };
+        config.grad_clip_norm = Some(1.0);
+        let plan = LmPlan {
+            train_window: LM_WINDOW,
+            test_windows: vec![LM_LONG_WINDOW, LM_WINDOW],
+        };
+        return run_language_model(
+            model_config.init(&device)?,
+            &model_config,
+            config,
+            plan,
+            (model, corpus, dataset, settings),
+        );
+    }
+    if model != ModelName::TransformerLm {
+        bail!("{} is not a language model", model.as_str());
+    }
+    let stack = EncoderStackConfig::new(128)
+        .with_n_heads(4)
+        .with_n_layers(4)
+        .with_d_ff(512)
+        // One pass over 4.5 M characters does not overfit a model this size: no dropout.
+        .with_dropout(0.0)
+        .with_positions(PositionKind::Learned)
+        .with_max_len(TRANSFORMER_CONTEXT);
+    let model_config = TransformerLmConfig::new(vocab, stack);
+    let mut config = TrainingConfig::new(1, 32, 2e-3);
+    config.optimizer = OptimizerConfig::AdamW {
+        beta1: 0.9,
+        beta2: 0.99,
+        weight_decay: 0.01,
+    };
+    config.schedule = LrSchedule::WarmupCosine {
+        warmup_fraction: 0.02,
+        min_lr: 1e-4,
+    };
+    config.grad_clip_norm = Some(1.0);
+    let plan = LmPlan {
+        train_window: TRANSFORMER_CONTEXT,
+        test_windows: vec![TRANSFORMER_CONTEXT],
+    };
+    run_language_model(
+        model_config.init(&device)?,
+        &model_config,
+        config,
+        plan,
+        (model, corpus, dataset, settings),
+    )
+}
+
+/// Window lengths of a language-model run: training, and the test ones (the first is the headline).
+struct LmPlan {
+    train_window: usize,
+    test_windows: Vec<usize>,
+}
+
+fn run_language_model<M, C>(
+    model: M,
+    model_config: &C,
+    mut config: TrainingConfig,
+    plan: LmPlan,
+    (name, corpus, dataset, settings): (ModelName, &CharCorpus, &str, &RunSettings),
+) -> anyhow::Result<RunSummary>
+where
+    M: Supervised<Batch = kiln_data::TokenBatch> + TextGenerator,
+    C: burn::config::Config,
+{
+    let device = settings.device.device();
+    let mut train = TokenWindows::new(Arc::clone(&corpus.train), plan.train_window)?;
+    let mut valid = TokenWindows::new(Arc::clone(&corpus.valid), plan.train_window)?.take(1000);
     if settings.quick {
         train = train.take(300);
         valid = valid.take(50);
-        test = test.take(100);
-        test_long = test_long.take(10);
-    }
-    let device = settings.device.device();
-    device.seed(settings.seed);
-    let model_config = CharLmConfig::new(cell, corpus.vocab.len())
-        .with_d_embedding(64)
-        .with_d_hidden(256);
-    let mut config = TrainingConfig::new(3, 128, 3e-3);
-    config.schedule = LrSchedule::Cosine { min_lr: 1e-4 };
-    config.grad_clip_norm = Some(1.0);
-    config.seed = settings.seed;
-    if settings.quick {
         config.epochs = 1;
     }
+    config.seed = settings.seed;
     if let Some(epochs) = settings.epochs {
         config.epochs = epochs;
     }
     let outcome = fit(
-        model_config.init(&device)?,
+        model,
         train,
         valid,
         TokenBatcher,
         &config,
-        &run_options(settings, model.as_str(), dataset),
+        &run_options(settings, name.as_str(), dataset),
     )?;
-    let scores = evaluate_dataset(&outcome.model, test_long, TokenBatcher, 32, &device, 1.0)?;
-    let scores_short = evaluate_dataset(&outcome.model, test, TokenBatcher, 128, &device, 1.0)?;
-    save_run(&outcome.model, &model_config, &config, settings)?;
+    let mut details = Vec::new();
+    let mut headline = None;
+    for (i, &window) in plan.test_windows.iter().enumerate() {
+        let mut test = TokenWindows::new(Arc::clone(&corpus.test), window)?;
+        if settings.quick {
+            test = test.take(10_000 / window);
+        }
+        let batch = (32_000 / window).clamp(1, 128);
+        let scores = evaluate_dataset(&outcome.model, test, TokenBatcher, batch, &device, 1.0)?;
+        let role = match (i, window == plan.train_window) {
+            (0, true) => "the headline, as trained",
+            (0, false) => "the headline",
+            (_, true) => "as trained",
+            _ => "",
+        };
+        details.push((
+            format!(
+                "test nats/char (windows of {window}{}{role})",
+                if role.is_empty() { "" } else { ", " }
+            ),
+            format!("{:.4}", scores.loss()),
+        ));
+        if i == 0 {
+            details.push((
+                "test bits/char".into(),
+                format!("{:.4}", scores.loss() / std::f64::consts::LN_2),
+            ));
+            details.push((
+                "test next-character accuracy".into(),
+                format!("{:.2}%", 100.0 * scores.accuracy()),
+            ));
+            details.push(("test characters".into(), scores.count.to_string()));
+            headline = Some(scores.loss());
+        }
+    }
+    details.push((
+        "best epoch (valid loss)".into(),
+        format!("{:?}", outcome.best_epoch.unwrap_or(0)),
+    ));
+    save_run(&outcome.model, model_config, &config, settings)?;
     let prompt = "ROMEO.\n";
     let mut texts = Vec::new();
     for temperature in [0.5, 0.8] {
@@ -509,37 +648,15 @@ pub fn char_language_model(
     }
     Ok(RunSummary {
         record: record(
-            model,
+            name,
             dataset,
             settings,
             "test_nats_per_char",
-            scores.loss(),
+            headline.context("a language model has a test window")?,
             &outcome,
         ),
         run_dir: settings.run_dir.clone(),
-        details: vec![
-            (
-                format!("test nats/char (windows of {LM_LONG_WINDOW}, the headline)"),
-                format!("{:.4}", scores.loss()),
-            ),
-            (
-                format!("test nats/char (windows of {LM_WINDOW}, as trained)"),
-                format!("{:.4}", scores_short.loss()),
-            ),
-            (
-                "test bits/char".into(),
-                format!("{:.4}", scores.loss() / std::f64::consts::LN_2),
-            ),
-            (
-                "test next-character accuracy".into(),
-                format!("{:.2}%", 100.0 * scores.accuracy()),
-            ),
-            ("test characters".into(), scores.count.to_string()),
-            (
-                "best epoch (valid loss)".into(),
-                format!("{:?}", outcome.best_epoch.unwrap_or(0)),
-            ),
-        ],
+        details,
         reference: None,
         texts,
     })

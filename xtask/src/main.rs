@@ -124,7 +124,8 @@ fn main() -> anyhow::Result<()> {
             let name = match (&dataset, model) {
                 (Some(path), _) => recipes::dataset_name(path),
                 (None, ModelName::LinearRegression) => "diabetes".into(),
-                (None, m) if m.cell().is_some() => "seq_mnist".into(),
+                (None, ModelName::TransformerLm) => "shakespeare".into(),
+                (None, m) if m.reads_rows() => "seq_mnist".into(),
                 (None, m) if m.kg_scorer().is_some() => "kinships".into(),
                 (None, _) => "mnist".into(),
             };
@@ -235,7 +236,13 @@ fn run_one(
             };
             recipes::kg_embedding(model, &graph, name, settings)
         }
-        m if m.cell().is_some() && dataset.is_some_and(Path::is_file) => {
+        ModelName::TransformerLm if dataset.is_none() => {
+            let corpus = kiln::data::text::shakespeare()?;
+            recipes::char_language_model(model, &corpus, name, settings)
+        }
+        m if m == ModelName::TransformerLm
+            || (m.cell().is_some() && dataset.is_some_and(Path::is_file)) =>
+        {
             let path = dataset.context("a text file")?;
             let corpus = CharCorpus::load(path, 0.9, 0.05)?;
             recipes::char_language_model(model, &corpus, name, settings)
@@ -272,8 +279,11 @@ fn train_all_plan() -> Vec<PlannedRun> {
         run(ModelName::Cnn, "mnist", true),
         run(ModelName::Cnn, "mnist", false),
     ];
-    for dataset in ["seq_mnist", "shakespeare"] {
-        for model in [ModelName::Rnn, ModelName::Gru, ModelName::Lstm] {
+    for (dataset, transformer) in [
+        ("seq_mnist", ModelName::TransformerEncoder),
+        ("shakespeare", ModelName::TransformerLm),
+    ] {
+        for model in [ModelName::Rnn, ModelName::Gru, ModelName::Lstm, transformer] {
             plan.push(run(model, dataset, false));
         }
     }

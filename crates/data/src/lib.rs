@@ -10,6 +10,8 @@
 //! - [`batch`]: burn `Batcher`s producing tensors on any device; [`augment`]: on-the-fly image augmentation.
 //! - [`text`]: character-level corpora (the vendored Shakespeare), windows, and the padding/masking
 //!   [`TokenBatcher`].
+//! - [`parallel`]: sentence pairs (the vendored KJV ↔ Reina-Valera 1909 verses, split by whole books), a word
+//!   tokenizer with vocabularies from the training split, and the encoder–decoder [`PairBatcher`].
 //! - [`synthetic`]: generators for unit tests only, never for reported results.
 #![warn(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod idx;
 pub mod image;
 pub mod kg;
 pub mod normalize;
+pub mod parallel;
 mod read;
 pub mod split;
 pub mod synthetic;
@@ -32,6 +35,9 @@ pub use error::DataError;
 pub use image::{ImageDataset, ImageFolder, ImageItem};
 pub use kg::{KnowledgeGraph, Triple, TripleBatch, TripleBatcher};
 pub use normalize::{PixelNormalizer, Standardizer};
+pub use parallel::{
+    IdPair, PairBatch, PairBatcher, ParallelCorpus, SentencePair, TranslationData, WordVocab,
+};
 pub use split::train_valid_split;
 pub use tabular::{RegressionDataset, RegressionItem, Table};
 pub use text::{CharCorpus, CharVocab, TokenBatch, TokenBatcher, TokenSequence, TokenWindows};

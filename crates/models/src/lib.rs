@@ -21,6 +21,8 @@ pub mod linear_regression;
 pub mod logistic_regression;
 pub mod mlp;
 mod next_token;
+
+pub use next_token::TextGenerator;
 pub mod persist;
 pub mod recurrent;
 pub mod transformer;

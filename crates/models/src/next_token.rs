@@ -5,6 +5,19 @@ use crate::ModelError;
 use burn::prelude::*;
 use kiln_train::{ClassificationOutput, loss};
 
+/// A language model that samples text from a prompt (token ids in, token ids out).
+pub trait TextGenerator {
+    /// Samples `length` tokens after `prompt` (not empty) at `temperature` (positive) with a seeded
+    /// generator: the same seed gives the same text.
+    fn generate(
+        &self,
+        prompt: &[u32],
+        length: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<u32>, ModelError>;
+}
+
 /// Mean cross-entropy (nats per token) over the steps where `valid` is `true`, with those steps' logits and
 /// targets for the metrics.
 ///

@@ -3,10 +3,13 @@
 use crate::TrainError;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::lr_scheduler::LrScheduler;
+use burn::lr_scheduler::LrSchedulerConfig;
 use burn::lr_scheduler::constant::ConstantLr;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::exponential::ExponentialLrSchedulerConfig;
+use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -191,6 +194,16 @@ pub enum LrSchedule {
         #[serde(default)]
         min_lr: f64,
     },
+    /// A linear warm-up from `lr / 100` to the rate over the first `warmup_fraction` of the iterations,
+    /// then cosine annealing to `min_lr` over the rest (the usual Transformer schedule; burn's sequential
+    /// scheduler of a linear and a cosine one).
+    WarmupCosine {
+        /// Share of all iterations spent warming up, in (0, 1).
+        warmup_fraction: f64,
+        /// The final rate.
+        #[serde(default)]
+        min_lr: f64,
+    },
     /// Multiply the rate by `gamma` every `every_epochs` epochs.
     Step {
         /// Epochs between decays.
@@ -227,6 +240,35 @@ impl LrSchedule {
                     .with_min_lr(min_lr)
                     .init()
                     .map_err(invalid)?
+            }
+            Self::WarmupCosine {
+                warmup_fraction,
+                min_lr,
+            } => {
+                if !(warmup_fraction > 0.0 && warmup_fraction < 1.0) {
+                    return Err(invalid(format!(
+                        "warmup_fraction must lie in (0, 1), got {warmup_fraction}"
+                    )));
+                }
+                let total = (epochs * iters_per_epoch).max(2);
+                let warmup =
+                    ((total as f64 * warmup_fraction).round() as usize).clamp(1, total - 1);
+                SequentialLrSchedulerConfig::new(
+                    vec![
+                        LrSchedulerConfig::Linear(LinearLrSchedulerConfig::new(
+                            lr / 100.0,
+                            lr,
+                            warmup,
+                        )),
+                        LrSchedulerConfig::Cosine(
+                            CosineAnnealingLrSchedulerConfig::new(lr, total - warmup)
+                                .with_min_lr(min_lr),
+                        ),
+                    ],
+                    vec![warmup],
+                )
+                .init()
+                .map_err(invalid)?
             }
             Self::Step {
                 every_epochs,
@@ -304,5 +346,29 @@ mod tests {
         );
         assert!(LrSchedule::Constant.init(-1.0, 1, 1).is_err());
         assert!(LrSchedule::Cosine { min_lr: 0.0 }.init(0.01, 3, 5).is_ok());
+    }
+
+    #[test]
+    fn warmup_rises_to_the_rate_then_anneals() {
+        let schedule = LrSchedule::WarmupCosine {
+            warmup_fraction: 0.25,
+            min_lr: 1e-4,
+        };
+        let mut s = schedule.init(0.01, 2, 10).unwrap();
+        let lrs: Vec<f64> = (0..20).map(|_| s.step().base()).collect();
+        assert!((lrs[0] - 1e-4).abs() < 1e-9, "{lrs:?}");
+        assert!(lrs[..5].windows(2).all(|w| w[1] > w[0]), "{lrs:?}");
+        let peak = lrs.iter().cloned().fold(0.0, f64::max);
+        assert!((peak - 0.01).abs() < 1e-9, "{lrs:?}");
+        assert!(lrs[5..].windows(2).all(|w| w[1] <= w[0]), "{lrs:?}");
+        assert!(lrs[19] < 0.001, "{lrs:?}");
+        let json = serde_json::to_string(&schedule).unwrap();
+        assert_eq!(serde_json::from_str::<LrSchedule>(&json).unwrap(), schedule);
+        let bad = LrSchedule::WarmupCosine {
+            warmup_fraction: 1.5,
+            min_lr: 0.0,
+        };
+        let err = bad.init(0.01, 2, 10).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("warmup_fraction")));
     }
 }

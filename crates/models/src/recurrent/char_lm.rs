@@ -2,7 +2,7 @@
 //! the vocabulary, trained with cross-entropy on the real steps, and temperature sampling from a prompt.
 
 use super::layer::{CellKind, Recurrent, RecurrentConfig, RecurrentState};
-use crate::next_token::{check_token_range, masked_token_output, sample};
+use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -148,6 +148,18 @@ impl CharLm {
             input = Tensor::from_data(TensorData::new(vec![next as i64], [1, 1]), &device);
         }
         Ok(generated)
+    }
+}
+
+impl TextGenerator for CharLm {
+    fn generate(
+        &self,
+        prompt: &[u32],
+        length: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<u32>, ModelError> {
+        CharLm::generate(self, prompt, length, temperature, seed)
     }
 }
 

@@ -1,9 +1,14 @@
-//! Decoder-only (GPT-style) character language model: token embedding (scaled by √d_model) → an
-//! [`EncoderStack`] under a causal mask → a linear head over the vocabulary; trained with cross-entropy on
-//! the real steps, sampled with a temperature from a prompt.
+//! Decoder-only (GPT-style) character language model: token embedding → an [`EncoderStack`] under a causal
+//! mask → a linear head over the vocabulary; trained with cross-entropy on the real steps, sampled with a
+//! temperature from a prompt.
+//!
+//! The embedding is not scaled by √d_model (as Vaswani et al. do with embeddings initialised at
+//! std d_model^-½): burn initialises embeddings at std 1, and scaling them drowns the learned positions, which
+//! start at std 1 too; the model then cannot tell which character came last (a first run stalled at 2.4
+//! nats/char).
 
 use super::stack::{EncoderStack, EncoderStackConfig};
-use crate::next_token::{check_token_range, masked_token_output, sample};
+use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample};
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -75,8 +80,7 @@ impl TransformerLm {
     ) -> Result<Tensor<3>, ModelError> {
         check_shape("transformer_lm", &[None, None], &tokens.dims())?;
         check_token_range("transformer_lm", &tokens, self.vocab_size())?;
-        let scale = (self.stack.d_model as f64).sqrt();
-        let x = self.embedding.forward(tokens) * scale;
+        let x = self.embedding.forward(tokens);
         Ok(self.output.forward(self.stack.try_forward(x, valid, true)?))
     }
 
@@ -129,6 +133,18 @@ impl TransformerLm {
             text.push(sample(&probs, rng.random::<f32>()));
         }
         Ok(text.split_off(prompt.len()))
+    }
+}
+
+impl TextGenerator for TransformerLm {
+    fn generate(
+        &self,
+        prompt: &[u32],
+        length: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<u32>, ModelError> {
+        TransformerLm::generate(self, prompt, length, temperature, seed)
     }
 }
 
