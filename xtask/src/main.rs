@@ -125,6 +125,7 @@ fn main() -> anyhow::Result<()> {
                 (Some(path), _) => recipes::dataset_name(path),
                 (None, ModelName::LinearRegression) => "diabetes".into(),
                 (None, ModelName::TransformerLm) => "shakespeare".into(),
+                (None, m) if m.translates() => "kjv_rv1909".into(),
                 (None, m) if m.reads_rows() => "seq_mnist".into(),
                 (None, m) if m.kg_scorer().is_some() => "kinships".into(),
                 (None, _) => "mnist".into(),
@@ -151,7 +152,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             print_summary(&summary);
             Report {
-                runs: vec![summary.record.clone()],
+                runs: summary.records(),
             }
             .write(&out.join("report.json"))?;
             println!(
@@ -236,6 +237,17 @@ fn run_one(
             };
             recipes::kg_embedding(model, &graph, name, settings)
         }
+        m if m.translates() => {
+            let corpus = match dataset {
+                Some(path) => kiln::data::ParallelCorpus::load(path)?,
+                None => kiln::data::parallel::kjv_rv1909()?,
+            };
+            if m == ModelName::CopySource {
+                recipes::copy_source(&corpus, name, settings)
+            } else {
+                recipes::translation(&corpus, name, settings)
+            }
+        }
         ModelName::TransformerLm if dataset.is_none() => {
             let corpus = kiln::data::text::shakespeare()?;
             recipes::char_language_model(model, &corpus, name, settings)
@@ -284,6 +296,13 @@ fn train_all_plan() -> Vec<PlannedRun> {
         ("shakespeare", ModelName::TransformerLm),
     ] {
         for model in [ModelName::Rnn, ModelName::Gru, ModelName::Lstm, transformer] {
+            plan.push(run(model, dataset, false));
+        }
+    }
+    plan.push(run(ModelName::TransformerSeq2Seq, "kjv_rv1909", false));
+    plan.push(run(ModelName::CopySource, "kjv_rv1909", false));
+    for dataset in ["kinships", "umls"] {
+        for model in [ModelName::TransE, ModelName::DistMult] {
             plan.push(run(model, dataset, false));
         }
     }

@@ -436,9 +436,15 @@ mod tests {
         let vocab = WordVocab::build(texts, 1, 100);
         assert_eq!(&vocab.words[..4], &SPECIALS.map(String::from));
         // Most frequent first, ties in code-point order: ".", "Y", "la", "luz" occur twice.
-        assert_eq!(vocab.encode(". Y la luz : Dios dijo"), vec![4, 5, 6, 7, 8, 9, 11]);
+        assert_eq!(
+            vocab.encode(". Y la luz : Dios dijo"),
+            vec![4, 5, 6, 7, 8, 9, 11]
+        );
         let ids = vocab.encode("¿Sea la luz? Y fué.");
-        assert_eq!(vocab.decode(&ids), "<unk>Sea la luz? Y fué.");
+        // "¿" and "?" never occur in training: unknown.
+        assert_eq!(vocab.decode(&ids), "<unk> Sea la luz <unk> Y fué.");
+        let known = WordVocab::build(["¿Sea la luz?"], 1, 100);
+        assert_eq!(known.decode(&known.encode("¿Sea la luz?")), "¿Sea la luz?");
         assert_eq!(vocab.encode("Mar")[0], UNK_ID);
         let mut with_eos = vocab.encode("Y dijo");
         with_eos.extend([EOS_ID, 5]);
@@ -491,8 +497,18 @@ mod tests {
             let (t, n) = p.id.split_once('-').unwrap();
             (t.to_string(), n.parse::<usize>().unwrap())
         };
-        assert!(split.test.iter().all(|p| slot(p).0 == "nt" && slot(p).1 >= 4912));
-        assert!(split.valid.iter().all(|p| slot(p).0 == "ot" && slot(p).1 >= 22988));
+        assert!(
+            split
+                .test
+                .iter()
+                .all(|p| slot(p).0 == "nt" && slot(p).1 >= 4912)
+        );
+        assert!(
+            split
+                .valid
+                .iter()
+                .all(|p| slot(p).0 == "ot" && slot(p).1 >= 22988)
+        );
         assert!(split.train.iter().all(|p| match slot(p) {
             (t, n) if t == "ot" => n < 22988,
             (_, n) => n < 4912,

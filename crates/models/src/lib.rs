@@ -11,6 +11,7 @@
 //! | RNN / GRU / LSTM character language model | [`recurrent::char_lm`] | cross-entropy per step | `ClassificationOutput` |
 //! | Transformer encoder classifier | [`transformer::classifier`] | cross-entropy | `ClassificationOutput` |
 //! | Transformer (decoder-only) character language model | [`transformer::lm`] | cross-entropy per step | `ClassificationOutput` |
+//! | Transformer encoder–decoder (translation) | [`transformer::seq2seq`] | cross-entropy per target token | `ClassificationOutput` |
 //! | TransE / DistMult knowledge-graph embeddings | [`kg`] | margin ranking / logistic, negative sampling | `LossOutput` |
 #![warn(missing_docs)]
 
@@ -38,8 +39,8 @@ pub use recurrent::{
     SequenceClassifier, SequenceClassifierConfig,
 };
 pub use transformer::{
-    EncoderStackConfig, PositionKind, TransformerClassifier, TransformerClassifierConfig,
-    TransformerLm, TransformerLmConfig,
+    EncoderStackConfig, PositionKind, Seq2Seq, Seq2SeqConfig, TransformerClassifier,
+    TransformerClassifierConfig, TransformerLm, TransformerLmConfig,
 };
 
 /// Checks that `found` matches `expected`, where `None` in `expected` accepts any size.

@@ -7,12 +7,13 @@
 //! - [`loss`]: MSE, cross-entropy and binary cross-entropy on burn's loss modules;
 //! - [`optim`]: optimizers and learning-rate schedules chosen by a serde config;
 //! - [`learner`]: `fit` (train / validate, early stopping, checkpoints, resume, best-epoch restore);
-//! - [`evaluate`]: test-set scores (accuracy, RMSE, R²);
+//! - [`evaluate`]: test-set scores (accuracy, RMSE, R²); [`bleu`]: corpus BLEU as sacreBLEU computes it;
 //! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves;
 //! - [`report`]: the `report.json` schema shared by `cargo xtask train-all` and `train`;
 //! - [`device`]: the run-time choice of backend.
 #![warn(missing_docs)]
 
+pub mod bleu;
 pub mod curves;
 pub mod device;
 pub mod error;
@@ -26,6 +27,7 @@ mod renderer;
 pub mod report;
 pub mod step;
 
+pub use bleu::{Bleu, corpus_bleu};
 pub use burn::train::{ClassificationOutput, RegressionOutput};
 pub use device::DeviceChoice;
 pub use error::TrainError;

@@ -1,13 +1,19 @@
 //! Transformers, on burn's attention and encoder modules: the [`stack`] every model shares (positions,
-//! layers, masks), an encoder [`classifier`], a decoder-only language model ([`lm`]), and the import of
+//! layers, masks), an encoder [`classifier`], a decoder-only language model ([`lm`]), an encoder–decoder
+//! for translation ([`seq2seq`]), and the import of
 //! PyTorch's multi-head attention weights ([`attention`]).
 
 pub mod attention;
 pub mod classifier;
 pub mod lm;
+pub mod seq2seq;
 pub mod stack;
 
 pub use attention::load_torch_mha;
 pub use classifier::{TransformerClassifier, TransformerClassifierConfig};
 pub use lm::{TransformerLm, TransformerLmConfig};
-pub use stack::{EncoderStack, EncoderStackConfig, PositionKind, causal_mask};
+pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
+pub use stack::{
+    DecoderStack, DecoderStackConfig, EncoderStack, EncoderStackConfig, PositionKind, Positions,
+    causal_mask,
+};

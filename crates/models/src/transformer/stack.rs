@@ -11,7 +11,8 @@ use crate::ModelError;
 use burn::nn::activation::ActivationConfig;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+    TransformerDecoder, TransformerDecoderConfig, TransformerDecoderInput, TransformerEncoder,
+    TransformerEncoderConfig, TransformerEncoderInput,
 };
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig,
@@ -60,13 +61,13 @@ pub struct EncoderStackConfig {
 }
 
 impl EncoderStackConfig {
-    /// Checks the config and builds the stack on `device`.
-    pub fn init(&self, device: &Device) -> Result<EncoderStack, ModelError> {
+    /// Checks the sizes, heads and dropout.
+    fn check(&self) -> Result<(), ModelError> {
         let error = |message: String| ModelError::Config {
             model: "transformer",
             message,
         };
-        if self.d_model == 0 || self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.d_model == 0 || self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             return Err(error(format!(
                 "n_heads ({}) must divide d_model ({}), both positive",
                 self.n_heads, self.d_model
@@ -81,20 +82,29 @@ impl EncoderStackConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(error(format!("dropout {} is not in [0, 1)", self.dropout)));
         }
-        let (sinusoidal, learned) = match self.positions {
-            PositionKind::Sinusoidal => (
-                Some(
+        Ok(())
+    }
+
+    fn positions(&self, device: &Device) -> Positions {
+        match self.positions {
+            PositionKind::Sinusoidal => Positions {
+                sinusoidal: Some(
                     PositionalEncodingConfig::new(self.d_model)
                         .with_max_sequence_size(self.max_len)
                         .init(device),
                 ),
-                None,
-            ),
-            PositionKind::Learned => (
-                None,
-                Some(EmbeddingConfig::new(self.max_len, self.d_model).init(device)),
-            ),
-        };
+                learned: None,
+            },
+            PositionKind::Learned => Positions {
+                sinusoidal: None,
+                learned: Some(EmbeddingConfig::new(self.max_len, self.d_model).init(device)),
+            },
+        }
+    }
+
+    /// Checks the config and builds the stack on `device`.
+    pub fn init(&self, device: &Device) -> Result<EncoderStack, ModelError> {
+        self.check()?;
         let encoder =
             TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers)
                 .with_dropout(self.dropout)
@@ -102,8 +112,7 @@ impl EncoderStackConfig {
                 .with_activation(ActivationConfig::Gelu)
                 .init(device);
         Ok(EncoderStack {
-            sinusoidal,
-            learned,
+            positions: self.positions(device),
             input_dropout: DropoutConfig::new(self.dropout).init(),
             encoder,
             final_norm: self
@@ -115,13 +124,66 @@ impl EncoderStackConfig {
     }
 }
 
-/// Positions, a Transformer encoder and (for pre-norm) a final layer norm.
+/// Sinusoidal or learned positions, added to a sequence of vectors.
 #[derive(Module, Debug)]
-pub struct EncoderStack {
+pub struct Positions {
     /// Fixed sinusoidal positions, when chosen.
     pub sinusoidal: Option<PositionalEncoding>,
     /// Learned positions, when chosen.
     pub learned: Option<Embedding>,
+}
+
+impl Positions {
+    /// `x` plus the vector of each position, `[batch, steps, d_model]` (steps checked by the caller).
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, steps, _] = x.dims();
+        match (&self.sinusoidal, &self.learned) {
+            (Some(sinusoids), _) => sinusoids.forward(x),
+            (None, Some(table)) => {
+                let positions = Tensor::<1, Int>::arange(0..steps as i64, &x.device())
+                    .reshape([1, steps])
+                    .expand([batch, steps]);
+                x + table.forward(positions)
+            }
+            (None, None) => x,
+        }
+    }
+}
+
+/// Checks `x` against `[_, 1..=max_len, d_model]` and `valid` against `[batch, steps]`.
+fn check_sequence(
+    model: &'static str,
+    x: &Tensor<3>,
+    valid: Option<&Tensor<2, Bool>>,
+    d_model: usize,
+    max_len: usize,
+) -> Result<(), ModelError> {
+    let [batch, steps, _] = x.dims();
+    crate::check_shape(model, &[None, None, Some(d_model)], &x.dims())?;
+    if steps == 0 || steps > max_len {
+        return Err(ModelError::Shape {
+            model,
+            expected: format!("[_, 1..={max_len}, {d_model}] (steps up to max_len)"),
+            found: x.dims().to_vec(),
+        });
+    }
+    if let Some(valid) = valid
+        && valid.dims() != [batch, steps]
+    {
+        return Err(ModelError::Shape {
+            model,
+            expected: format!("padding mask [{batch}, {steps}]"),
+            found: valid.dims().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Positions, a Transformer encoder and (for pre-norm) a final layer norm.
+#[derive(Module, Debug)]
+pub struct EncoderStack {
+    /// Sinusoidal or learned positions.
+    pub positions: Positions,
     /// Dropout on the inputs once positions are added.
     pub input_dropout: Dropout,
     /// burn's encoder layers.
@@ -152,37 +214,15 @@ impl EncoderStack {
         causal: bool,
     ) -> Result<Tensor<3>, ModelError> {
         let [batch, steps, _] = x.dims();
-        crate::check_shape("transformer", &[None, None, Some(self.d_model)], &x.dims())?;
-        if steps == 0 || steps > self.max_len {
-            return Err(ModelError::Shape {
-                model: "transformer",
-                expected: format!(
-                    "[_, 1..={}, {}] (steps up to max_len)",
-                    self.max_len, self.d_model
-                ),
-                found: x.dims().to_vec(),
-            });
-        }
-        if let Some(valid) = &valid
-            && valid.dims() != [batch, steps]
-        {
-            return Err(ModelError::Shape {
-                model: "transformer padding mask",
-                expected: format!("[{batch}, {steps}]"),
-                found: valid.dims().to_vec(),
-            });
-        }
+        check_sequence(
+            "transformer",
+            &x,
+            valid.as_ref(),
+            self.d_model,
+            self.max_len,
+        )?;
         let device = x.device();
-        let x = match (&self.sinusoidal, &self.learned) {
-            (Some(sinusoids), _) => sinusoids.forward(x),
-            (None, Some(table)) => {
-                let positions = Tensor::<1, Int>::arange(0..steps as i64, &device)
-                    .reshape([1, steps])
-                    .expand([batch, steps]);
-                x + table.forward(positions)
-            }
-            (None, None) => x,
-        };
+        let x = self.positions.forward(x);
         let mut input = TransformerEncoderInput::new(self.input_dropout.forward(x));
         if let Some(valid) = valid {
             input = input.mask_pad(valid.bool_not());
@@ -191,6 +231,110 @@ impl EncoderStack {
             input = input.mask_attn(causal_mask(batch, steps, &device));
         }
         let out = self.encoder.forward(input);
+        Ok(match &self.final_norm {
+            Some(norm) => norm.forward(out),
+            None => out,
+        })
+    }
+}
+
+/// Configuration of a [`DecoderStack`]: the same fields as the encoder's (`norm_first`, positions, sizes).
+pub type DecoderStackConfig = EncoderStackConfig;
+
+impl EncoderStackConfig {
+    /// Checks the config and builds a decoder stack (causal self-attention, cross-attention over a memory)
+    /// on `device`.
+    pub fn init_decoder(&self, device: &Device) -> Result<DecoderStack, ModelError> {
+        self.check()?;
+        let decoder =
+            TransformerDecoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers)
+                .with_dropout(self.dropout)
+                .with_norm_first(self.norm_first)
+                .with_activation(ActivationConfig::Gelu)
+                .init(device);
+        Ok(DecoderStack {
+            positions: self.positions(device),
+            input_dropout: DropoutConfig::new(self.dropout).init(),
+            decoder,
+            final_norm: self
+                .norm_first
+                .then(|| LayerNormConfig::new(self.d_model).init(device)),
+            d_model: self.d_model,
+            max_len: self.max_len,
+        })
+    }
+}
+
+/// Positions, burn's Transformer decoder (causal self-attention, cross-attention over the encoder's output,
+/// feed-forward) and (for pre-norm) a final layer norm.
+#[derive(Module, Debug)]
+pub struct DecoderStack {
+    /// Sinusoidal or learned positions.
+    pub positions: Positions,
+    /// Dropout on the inputs once positions are added.
+    pub input_dropout: Dropout,
+    /// burn's decoder layers.
+    pub decoder: TransformerDecoder,
+    /// The last layer norm of a pre-norm stack.
+    pub final_norm: Option<LayerNorm>,
+    /// Width of every position's vector.
+    #[module(skip)]
+    pub d_model: usize,
+    /// Longest target sequence the positions cover.
+    #[module(skip)]
+    pub max_len: usize,
+}
+
+impl DecoderStack {
+    /// Runs the decoder: target step `t` sees target steps `≤ t` and every real memory step.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, steps, d_model]`, `steps ≤ max_len`; `valid`: optional `[batch, steps]`
+    /// - `memory`: `[batch, memory_steps, d_model]`; `memory_valid`: optional `[batch, memory_steps]`
+    /// - returns `[batch, steps, d_model]`
+    pub fn try_forward(
+        &self,
+        x: Tensor<3>,
+        valid: Option<Tensor<2, Bool>>,
+        memory: Tensor<3>,
+        memory_valid: Option<Tensor<2, Bool>>,
+    ) -> Result<Tensor<3>, ModelError> {
+        let [batch, steps, _] = x.dims();
+        check_sequence(
+            "transformer decoder",
+            &x,
+            valid.as_ref(),
+            self.d_model,
+            self.max_len,
+        )?;
+        let [memory_batch, memory_steps, width] = memory.dims();
+        if memory_batch != batch || width != self.d_model {
+            return Err(ModelError::Shape {
+                model: "transformer decoder memory",
+                expected: format!("[{batch}, _, {}]", self.d_model),
+                found: memory.dims().to_vec(),
+            });
+        }
+        if let Some(m) = &memory_valid
+            && m.dims() != [batch, memory_steps]
+        {
+            return Err(ModelError::Shape {
+                model: "transformer decoder memory mask",
+                expected: format!("[{batch}, {memory_steps}]"),
+                found: m.dims().to_vec(),
+            });
+        }
+        let device = x.device();
+        let x = self.input_dropout.forward(self.positions.forward(x));
+        let mut input = TransformerDecoderInput::new(x, memory)
+            .target_mask_attn(causal_mask(batch, steps, &device));
+        if let Some(valid) = valid {
+            input = input.target_mask_pad(valid.bool_not());
+        }
+        if let Some(memory_valid) = memory_valid {
+            input = input.memory_mask_pad(memory_valid.bool_not());
+        }
+        let out = self.decoder.forward(input);
         Ok(match &self.final_norm {
             Some(norm) => norm.forward(out),
             None => out,

@@ -1,0 +1,426 @@
+//! Encoder–decoder Transformer for translation (Vaswani et al. 2017, pre-norm): source embedding → an
+//! [`EncoderStack`], target embedding → a [`DecoderStack`] (causal self-attention, cross-attention over the
+//! encoder's output) → a linear layer over the target vocabulary. Trained with teacher forcing on
+//! [`PairBatch`]es; translates by greedy decoding (batched) or beam search.
+
+use super::stack::{DecoderStack, EncoderStack, EncoderStackConfig};
+use crate::next_token::{check_token_range, masked_token_output};
+use crate::{ModelError, check_shape};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use kiln_data::PairBatch;
+use kiln_data::parallel::{BOS_ID, EOS_ID};
+use kiln_train::{ClassificationOutput, Supervised};
+
+/// Configuration of a [`Seq2Seq`].
+#[derive(Config, Debug)]
+pub struct Seq2SeqConfig {
+    /// Source vocabulary size.
+    pub source_vocab: usize,
+    /// Target vocabulary size.
+    pub target_vocab: usize,
+    /// Encoder sizes (its `max_len` bounds source length).
+    pub encoder: EncoderStackConfig,
+    /// Decoder sizes (its `max_len` bounds target length, BOS included); `d_model` must equal the
+    /// encoder's.
+    pub decoder: EncoderStackConfig,
+}
+
+impl Seq2SeqConfig {
+    /// Checks the config and builds the model on `device`.
+    pub fn init(&self, device: &Device) -> Result<Seq2Seq, ModelError> {
+        if self.source_vocab < 5
+            || self.target_vocab < 5
+            || self.encoder.d_model != self.decoder.d_model
+        {
+            return Err(ModelError::Config {
+                model: "transformer_seq2seq",
+                message: format!(
+                    "vocabularies need the 4 special ids and a word (got {} and {}); encoder and decoder \
+                     widths must agree (got {} and {})",
+                    self.source_vocab,
+                    self.target_vocab,
+                    self.encoder.d_model,
+                    self.decoder.d_model
+                ),
+            });
+        }
+        let d = self.encoder.d_model;
+        Ok(Seq2Seq {
+            source_embedding: EmbeddingConfig::new(self.source_vocab, d).init(device),
+            target_embedding: EmbeddingConfig::new(self.target_vocab, d).init(device),
+            encoder: self.encoder.init(device)?,
+            decoder: self.decoder.init_decoder(device)?,
+            output: LinearConfig::new(d, self.target_vocab).init(device),
+        })
+    }
+}
+
+/// An encoder–decoder Transformer.
+#[derive(Module, Debug)]
+pub struct Seq2Seq {
+    /// Source token embeddings.
+    pub source_embedding: Embedding,
+    /// Target token embeddings.
+    pub target_embedding: Embedding,
+    /// The encoder.
+    pub encoder: EncoderStack,
+    /// The decoder.
+    pub decoder: DecoderStack,
+    /// Target-token logits.
+    pub output: Linear,
+}
+
+/// One hypothesis of beam search: its tokens after BOS and their summed log-probability.
+#[derive(Debug, Clone)]
+struct Hypothesis {
+    tokens: Vec<u32>,
+    log_prob: f64,
+}
+
+impl Seq2Seq {
+    fn source_vocab(&self) -> usize {
+        self.source_embedding.weight.dims()[0]
+    }
+
+    fn target_vocab(&self) -> usize {
+        self.output.weight.dims()[1]
+    }
+
+    /// The longest target the decoder reads, BOS included.
+    pub fn max_target_len(&self) -> usize {
+        self.decoder.max_len
+    }
+
+    /// The encoder's output.
+    ///
+    /// # Shapes
+    /// - `source`: `[batch, source_steps]`; `valid`: `[batch, source_steps]`, `true` on real tokens
+    /// - returns `[batch, source_steps, d_model]`
+    pub fn encode(
+        &self,
+        source: Tensor<2, Int>,
+        valid: Tensor<2, Bool>,
+    ) -> Result<Tensor<3>, ModelError> {
+        check_shape("transformer_seq2seq source", &[None, None], &source.dims())?;
+        check_token_range("transformer_seq2seq source", &source, self.source_vocab())?;
+        self.encoder
+            .try_forward(self.source_embedding.forward(source), Some(valid), false)
+    }
+
+    /// Next-token logits for every target step.
+    ///
+    /// # Shapes
+    /// - `target_in`: `[batch, steps]` (BOS first); `target_valid`: optional `[batch, steps]`
+    /// - `memory`, `source_valid`: the encoder's output and the source mask
+    /// - returns `[batch, steps, target_vocab]`
+    pub fn decode(
+        &self,
+        target_in: Tensor<2, Int>,
+        target_valid: Option<Tensor<2, Bool>>,
+        memory: Tensor<3>,
+        source_valid: Tensor<2, Bool>,
+    ) -> Result<Tensor<3>, ModelError> {
+        check_token_range(
+            "transformer_seq2seq target",
+            &target_in,
+            self.target_vocab(),
+        )?;
+        let x = self.target_embedding.forward(target_in);
+        let out = self
+            .decoder
+            .try_forward(x, target_valid, memory, Some(source_valid))?;
+        Ok(self.output.forward(out))
+    }
+
+    /// The teacher-forced loss (nats per target token over real steps) with logits and targets for metrics.
+    pub fn try_step(&self, batch: PairBatch) -> Result<ClassificationOutput, ModelError> {
+        let memory = self.encode(batch.source, batch.source_valid.clone())?;
+        let logits = self.decode(
+            batch.target_in,
+            Some(batch.target_valid.clone()),
+            memory,
+            batch.source_valid,
+        )?;
+        masked_token_output(
+            "transformer_seq2seq",
+            logits,
+            batch.target_out,
+            batch.target_valid,
+        )
+    }
+
+    /// Greedy translations of a batch of sources: each step appends every sentence's most likely next token,
+    /// until all have produced EOS or `max_len` tokens. Returns each translation's tokens before EOS.
+    ///
+    /// # Shapes
+    /// - `source`, `valid`: `[batch, source_steps]` as [`kiln_data::PairBatcher::sources`] makes them
+    pub fn greedy(
+        &self,
+        source: Tensor<2, Int>,
+        valid: Tensor<2, Bool>,
+        max_len: usize,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        let [batch, _] = source.dims();
+        let device = source.device();
+        let memory = self.encode(source, valid.clone())?;
+        let steps = max_len.min(self.max_target_len());
+        let mut prefixes: Vec<Vec<u32>> = vec![vec![BOS_ID]; batch];
+        let mut done = vec![false; batch];
+        for _ in 0..steps {
+            let t = prefixes[0].len();
+            let ids: Vec<i64> = prefixes.iter().flatten().map(|&id| id as i64).collect();
+            let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, t]), &device);
+            let logits = self.decode(input, None, memory.clone(), valid.clone())?;
+            let next: Vec<i64> = logits
+                .slice([0..batch, t - 1..t, 0..self.target_vocab()])
+                .argmax(2)
+                .reshape([batch])
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec()
+                .map_err(|e| ModelError::Config {
+                    model: "transformer_seq2seq",
+                    message: format!("unreadable tokens: {e:?}"),
+                })?;
+            for (i, prefix) in prefixes.iter_mut().enumerate() {
+                // Finished sentences keep decoding (the batch stays rectangular); their tail is dropped.
+                prefix.push(if done[i] { EOS_ID } else { next[i] as u32 });
+                done[i] |= next[i] as u32 == EOS_ID;
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        Ok(prefixes
+            .into_iter()
+            .map(|p| {
+                p[1..]
+                    .iter()
+                    .copied()
+                    .take_while(|&id| id != EOS_ID)
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Beam search for one source sentence: keeps the `beam` most likely prefixes, moves those that end
+    /// with EOS to the finished list, and stops when `beam` have finished (or after `max_len` tokens). The
+    /// translation is the finished hypothesis with the best log-probability divided by GNMT's length
+    /// penalty ((5 + length) / 6)^`alpha`. With `beam` 1 it is greedy decoding.
+    ///
+    /// # Shapes
+    /// - `source`, `valid`: `[1, source_steps]`
+    pub fn beam_search(
+        &self,
+        source: Tensor<2, Int>,
+        valid: Tensor<2, Bool>,
+        beam: usize,
+        max_len: usize,
+        alpha: f64,
+    ) -> Result<Vec<u32>, ModelError> {
+        let [one, source_steps] = source.dims();
+        if one != 1 || beam == 0 {
+            return Err(ModelError::Config {
+                model: "transformer_seq2seq",
+                message: format!(
+                    "beam search takes one sentence ([1, steps], got {:?}) and a beam of 1+ (got {beam})",
+                    source.dims()
+                ),
+            });
+        }
+        let device = source.device();
+        let memory = self.encode(source, valid.clone())?;
+        let d_model = self.decoder.d_model;
+        let vocab = self.target_vocab();
+        let steps = max_len.min(self.max_target_len());
+        let mut live = vec![Hypothesis {
+            tokens: Vec::new(),
+            log_prob: 0.0,
+        }];
+        let mut finished: Vec<Hypothesis> = Vec::new();
+        for _ in 0..steps {
+            let k = live.len();
+            let t = live[0].tokens.len() + 1;
+            let ids: Vec<i64> = live
+                .iter()
+                .flat_map(|h| std::iter::once(BOS_ID).chain(h.tokens.iter().copied()))
+                .map(|id| id as i64)
+                .collect();
+            let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [k, t]), &device);
+            let logits = self.decode(
+                input,
+                None,
+                memory.clone().expand([k, source_steps, d_model]),
+                valid.clone().expand([k, source_steps]),
+            )?;
+            let log_probs: Vec<f32> = log_softmax(logits.slice([0..k, t - 1..t, 0..vocab]), 2)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .map_err(|e| ModelError::Config {
+                    model: "transformer_seq2seq",
+                    message: format!("unreadable probabilities: {e:?}"),
+                })?;
+            // The `beam` best continuations over every live hypothesis (ties: lower hypothesis, lower id).
+            let mut candidates: Vec<(f64, usize, u32)> = Vec::with_capacity(k * vocab);
+            for (h, hyp) in live.iter().enumerate() {
+                for (id, &lp) in log_probs[h * vocab..(h + 1) * vocab].iter().enumerate() {
+                    candidates.push((hyp.log_prob + lp as f64, h, id as u32));
+                }
+            }
+            let take = beam.min(candidates.len());
+            candidates.select_nth_unstable_by(take - 1, |a, b| {
+                b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+            });
+            candidates.truncate(take);
+            candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            let mut next = Vec::with_capacity(take);
+            for (log_prob, h, id) in candidates {
+                let tokens = live[h].tokens.clone();
+                if id == EOS_ID {
+                    finished.push(Hypothesis { tokens, log_prob });
+                } else {
+                    let mut tokens = tokens;
+                    tokens.push(id);
+                    next.push(Hypothesis { tokens, log_prob });
+                }
+            }
+            live = next;
+            if live.is_empty() || finished.len() >= beam {
+                break;
+            }
+        }
+        finished.extend(live);
+        let penalty = |len: usize| ((5.0 + len as f64) / 6.0).powf(alpha);
+        Ok(finished
+            .into_iter()
+            .max_by(|a, b| {
+                (a.log_prob / penalty(a.tokens.len() + 1))
+                    .total_cmp(&(b.log_prob / penalty(b.tokens.len() + 1)))
+            })
+            .map(|h| h.tokens)
+            .unwrap_or_default())
+    }
+}
+
+impl Supervised for Seq2Seq {
+    type Batch = PairBatch;
+    type Output = ClassificationOutput;
+
+    fn forward_step(&self, batch: PairBatch) -> ClassificationOutput {
+        self.try_step(batch).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::data::dataloader::batcher::Batcher;
+    use kiln_data::{IdPair, PairBatcher};
+
+    fn model(device: &Device) -> Seq2Seq {
+        device.seed(11);
+        let stack = EncoderStackConfig::new(16)
+            .with_n_heads(2)
+            .with_d_ff(32)
+            .with_dropout(0.0)
+            .with_max_len(12);
+        Seq2SeqConfig::new(20, 24, stack.clone(), stack)
+            .init(device)
+            .unwrap()
+    }
+
+    fn sources() -> Vec<Vec<u32>> {
+        vec![
+            vec![5, 6, 7, 8],
+            vec![9, 10],
+            vec![11, 12, 13, 14, 15, 16],
+            vec![19],
+        ]
+    }
+
+    #[test]
+    fn teacher_forced_logits_have_the_target_shape() {
+        let device = Device::flex();
+        let model = model(&device);
+        let batch = PairBatcher { max_len: 12 }.batch(
+            vec![
+                IdPair {
+                    source: vec![5, 6, 7],
+                    target: vec![8, 9],
+                },
+                IdPair {
+                    source: vec![5],
+                    target: vec![10, 11, 12, 13],
+                },
+            ],
+            &device,
+        );
+        let memory = model
+            .encode(batch.source.clone(), batch.source_valid.clone())
+            .unwrap();
+        assert_eq!(memory.dims(), [2, 4, 16]);
+        let logits = model
+            .decode(
+                batch.target_in.clone(),
+                None,
+                memory,
+                batch.source_valid.clone(),
+            )
+            .unwrap();
+        assert_eq!(logits.dims(), [2, 5, 24]);
+        let loss = model.try_step(batch).unwrap().loss.into_scalar::<f32>();
+        // An untrained model is close to uniform over 24 ids: about ln 24 = 3.18 nats.
+        assert!((2.0..5.0).contains(&loss), "{loss}");
+        let wrong = PairBatcher { max_len: 12 }.sources(&[vec![25]], &device);
+        assert!(model.encode(wrong.0, wrong.1).is_err());
+    }
+
+    #[test]
+    fn beam_of_one_equals_greedy_and_batched_greedy_equals_one_by_one() {
+        let device = Device::flex();
+        let model = model(&device);
+        let batcher = PairBatcher { max_len: 12 };
+        let (source, valid) = batcher.sources(&sources(), &device);
+        let batched = model.greedy(source, valid, 10).unwrap();
+        for (i, sentence) in sources().iter().enumerate() {
+            let (source, valid) = batcher.sources(std::slice::from_ref(sentence), &device);
+            let alone = model.greedy(source.clone(), valid.clone(), 10).unwrap();
+            assert_eq!(alone[0], batched[i], "sentence {i}");
+            let beam = model.beam_search(source, valid, 1, 10, 0.6).unwrap();
+            assert_eq!(beam, batched[i], "sentence {i}");
+        }
+    }
+
+    #[test]
+    fn a_wider_beam_finds_a_hypothesis_at_least_as_likely() {
+        let device = Device::flex();
+        let model = model(&device);
+        let batcher = PairBatcher { max_len: 12 };
+        let log_prob = |source: &[u32], tokens: &[u32]| -> f32 {
+            let batch = batcher.batch(
+                vec![IdPair {
+                    source: source.to_vec(),
+                    target: tokens.to_vec(),
+                }],
+                &device,
+            );
+            let steps = tokens.len() + 1;
+            -model.try_step(batch).unwrap().loss.into_scalar::<f32>() * steps as f32
+        };
+        for sentence in sources() {
+            let (source, valid) = batcher.sources(std::slice::from_ref(&sentence), &device);
+            let greedy = model
+                .beam_search(source.clone(), valid.clone(), 1, 11, 0.0)
+                .unwrap();
+            let wide = model.beam_search(source, valid, 4, 11, 0.0).unwrap();
+            // Without a length penalty, beam search scores by log-probability alone.
+            assert!(
+                log_prob(&sentence, &wide) >= log_prob(&sentence, &greedy) - 1e-4,
+                "{wide:?} vs {greedy:?}"
+            );
+        }
+    }
+}
