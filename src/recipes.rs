@@ -569,7 +569,7 @@ pub fn char_language_model(
         .with_positions(PositionKind::Learned)
         .with_max_len(TRANSFORMER_CONTEXT);
     let model_config = TransformerLmConfig::new(vocab, stack);
-    let mut config = TrainingConfig::new(1, 16, 2e-3);
+    let mut config = TrainingConfig::new(1, 8, 2e-3);
     config.optimizer = OptimizerConfig::AdamW {
         beta1: 0.9,
         beta2: 0.99,
