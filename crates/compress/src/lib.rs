@@ -1,0 +1,15 @@
+//! Compression for Kiln's models, built on burn's module visitors, mappers and parameter
+//! reparameterizations (burn 0.22 has weight-only quantization and nothing for pruning or distillation).
+//!
+//! - [`prune`]: unstructured magnitude pruning, layer-wise or global, as masks attached to the weights
+//!   (PyTorch's `weight_orig * weight_mask`): pruned weights stay zero through fine-tuning, and
+//!   `Module::materialize` makes them permanent; per-layer sparsity reports; the AGP sparsity schedule.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod prune;
+
+pub use error::CompressError;
+pub use prune::{
+    LayerSparsity, MagnitudePruner, PruneMask, PruningScope, agp_sparsity, sparsity_report,
+};
