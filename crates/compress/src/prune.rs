@@ -360,7 +360,7 @@ mod tests {
             .prune(permanent.clone());
         let old = permanent.hidden[0].weight.val().equal_elem(0.0);
         let new = more.hidden[0].weight.val().equal_elem(0.0);
-        assert!(old.bool_and(new.bool_not()).any().into_scalar::<bool>() == false);
+        assert!(!old.bool_and(new.bool_not()).any().into_scalar::<bool>());
     }
 
     #[test]
