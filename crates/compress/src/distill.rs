@@ -28,9 +28,8 @@ pub struct DistillationConfig {
 impl DistillationConfig {
     /// Checks the temperature and weight.
     pub fn check(&self) -> Result<(), CompressError> {
-        if !(self.temperature > 0.0 && self.temperature.is_finite())
-            || !(0.0..=1.0).contains(&self.alpha)
-        {
+        let temperature_ok = self.temperature > 0.0 && self.temperature.is_finite();
+        if !temperature_ok || !(0.0..=1.0).contains(&self.alpha) {
             return Err(CompressError::Config {
                 what: "distillation",
                 message: format!(
