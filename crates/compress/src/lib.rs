@@ -4,15 +4,19 @@
 //! - [`prune`]: unstructured magnitude pruning, layer-wise or global, as masks attached to the weights
 //!   (PyTorch's `weight_orig * weight_mask`): pruned weights stay zero through fine-tuning, and
 //!   `Module::materialize` makes them permanent; per-layer sparsity reports; the AGP sparsity schedule.
+//! - [`quantize`]: post-training int8 through burn's quantizer (per tensor or block), per-channel fake
+//!   quantization and quantization-aware training with a straight-through estimator.
 //! - [`distill`]: Hinton's distillation loss and a student–frozen-teacher wrapper the learner trains.
 #![warn(missing_docs)]
 
 pub mod distill;
 pub mod error;
 pub mod prune;
+pub mod quantize;
 
 pub use distill::{Distillation, DistillationConfig, distillation_loss};
 pub use error::CompressError;
 pub use prune::{
     LayerSparsity, MagnitudePruner, PruneMask, PruningScope, agp_sparsity, sparsity_report,
 };
+pub use quantize::{FakeQuant, Granularity, QatQuantizer, fake_quantize_int8, ptq_int8};
