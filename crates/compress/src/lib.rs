@@ -4,6 +4,7 @@
 //! - [`prune`]: unstructured magnitude pruning, layer-wise or global, as masks attached to the weights
 //!   (PyTorch's `weight_orig * weight_mask`): pruned weights stay zero through fine-tuning, and
 //!   `Module::materialize` makes them permanent; per-layer sparsity reports; the AGP sparsity schedule.
+//! - [`structured`]: whole neurons and channels removed by L1/L2 norm, the layers really shrunk.
 //! - [`quantize`]: post-training int8 through burn's quantizer (per tensor or block), per-channel fake
 //!   quantization and quantization-aware training with a straight-through estimator.
 //! - [`distill`]: Hinton's distillation loss and a student–frozen-teacher wrapper the learner trains.
@@ -13,6 +14,7 @@ pub mod distill;
 pub mod error;
 pub mod prune;
 pub mod quantize;
+pub mod structured;
 
 pub use distill::{Distillation, DistillationConfig, distillation_loss};
 pub use error::CompressError;
@@ -20,3 +22,4 @@ pub use prune::{
     LayerSparsity, MagnitudePruner, PruneMask, PruningScope, agp_sparsity, sparsity_report,
 };
 pub use quantize::{FakeQuant, Granularity, QatQuantizer, fake_quantize_int8, ptq_int8};
+pub use structured::{Norm, prune_cnn_channels, prune_mlp_neurons};
