@@ -210,7 +210,7 @@ mod tests {
             .slice_assign([0..12, 0..5], Tensor::zeros([12, 5], &device));
         mlp.hidden[0].weight = param(w * mask);
         let b = mlp.hidden[0].bias.as_ref().unwrap().val();
-        mlp.hidden[0].bias = Some(param(b.slice_assign([0..5], Tensor::zeros([5], &device))));
+        mlp.hidden[0].bias = Some(param(b.slice_assign(0..5, Tensor::zeros([5], &device))));
         let x = Tensor::<2>::random([4, 12], Distribution::Default, &device);
         let (pruned, sizes) = prune_mlp_neurons(&mlp, 0.5, Norm::L2).unwrap();
         assert_eq!(sizes, vec![5, 4]);
