@@ -5,9 +5,11 @@
 //! figure from an example come from the same code.
 #![warn(missing_docs)]
 
+pub use kiln_compress as compress;
 pub use kiln_data as data;
 pub use kiln_models as models;
 pub use kiln_train as train;
 
+pub mod compression;
 pub mod ols;
 pub mod recipes;

@@ -1,6 +1,7 @@
 //! Kiln's tasks: `cargo xtask train-all`, `cargo xtask train`, `cargo xtask bench`.
 
 mod bench;
+mod compress_md;
 mod report_md;
 
 use anyhow::Context;
@@ -75,6 +76,21 @@ enum Task {
         /// Augment training images on the fly (classifiers): ±2 px shifts, ±10° rotations, noise σ 0.05.
         #[arg(long)]
         augment: bool,
+        /// Print one line per epoch instead of burn's terminal dashboard.
+        #[arg(long)]
+        lines: bool,
+    },
+    /// Prune, quantize and distil the MNIST MLP and CNN; write reports/compress/report.{md,json} and a plot.
+    Compress {
+        /// flex, ndarray or wgpu (default: the CPU default).
+        #[arg(long)]
+        device: Option<String>,
+        /// A smoke run: small subsets, one epoch each.
+        #[arg(long)]
+        quick: bool,
+        /// Where the report goes.
+        #[arg(long, default_value = "reports/compress")]
+        out: PathBuf,
         /// Print one line per epoch instead of burn's terminal dashboard.
         #[arg(long)]
         lines: bool,
@@ -159,6 +175,38 @@ fn main() -> anyhow::Result<()> {
                 "wrote {} and {}",
                 out.join("report.json").display(),
                 summary.curves().display()
+            );
+            Ok(())
+        }
+        Task::Compress {
+            device,
+            quick,
+            out,
+            lines,
+        } => {
+            let device = parse_device(device)?;
+            let settings = RunSettings {
+                device,
+                run_dir: PathBuf::from("runs/compress"),
+                epochs: None,
+                quick,
+                dashboard: dashboard(lines),
+                resume: false,
+                seed: 42,
+                augment: false,
+            };
+            let started = std::time::Instant::now();
+            let report = kiln::compression::compress_all(&settings, &out)?;
+            compress_md::write(
+                &out,
+                &report,
+                device,
+                quick,
+                started.elapsed().as_secs_f64(),
+            )?;
+            println!(
+                "wrote {}/report.md, report.json and accuracy_vs_size.png",
+                out.display()
             );
             Ok(())
         }

@@ -91,3 +91,74 @@ pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), Tr
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+/// A scatter plot of named point series (one colour each) into `png`, the x axis logarithmic: used for
+/// accuracy against model size.
+pub fn plot_scatter(
+    series: &[(String, Vec<(f64, f64)>)],
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    png: &Path,
+) -> Result<(), TrainError> {
+    register_bundled_font();
+    let err = |e: &dyn std::fmt::Display| TrainError::Plot {
+        path: png.to_path_buf(),
+        message: e.to_string(),
+    };
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .filter(|p| p.0 > 0.0 && p.0.is_finite() && p.1.is_finite())
+        .collect();
+    if points.is_empty() {
+        return Err(err(&"no points to plot"));
+    }
+    let (x_lo, x_hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+        (lo.min(p.0), hi.max(p.0))
+    });
+    let (y_lo, y_hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let y_pad = ((y_hi - y_lo) * 0.08).max(0.1);
+    let root = BitMapBackend::new(png, (800, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            ((x_lo / 1.5)..(x_hi * 1.5)).log_scale(),
+            (y_lo - y_pad)..(y_hi + y_pad),
+        )
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| err(&e))?;
+    let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let colour = colours[i % colours.len()];
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 5, colour.filled())),
+            )
+            .map_err(|e| err(&e))?
+            .label(name.as_str())
+            .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
