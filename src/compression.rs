@@ -43,6 +43,10 @@ pub struct CompressRecord {
     pub params_nonzero: usize,
     /// All parameters.
     pub params_total: usize,
+    /// Weights (matrices and kernels, biases and norms left out) that are not zero.
+    pub weights_nonzero: usize,
+    /// All weights.
+    pub weights_total: usize,
     /// Bytes of the saved weights (burnpack).
     pub bytes_on_disk: u64,
     /// Median inference time of a batch of 256 test images, in milliseconds.
@@ -190,6 +194,12 @@ impl Bench<'_> {
         let report = sparsity_report(model);
         let params_total: usize = report.iter().map(|l| l.total).sum();
         let params_nonzero = params_total - report.iter().map(|l| l.zeros).sum::<usize>();
+        let weights: Vec<_> = report
+            .iter()
+            .filter(|l| l.path.ends_with("weight"))
+            .collect();
+        let weights_total: usize = weights.iter().map(|l| l.total).sum();
+        let weights_nonzero = weights_total - weights.iter().map(|l| l.zeros).sum::<usize>();
         let record = CompressRecord {
             model: name.into(),
             method: method.into(),
@@ -198,6 +208,8 @@ impl Bench<'_> {
             baseline_accuracy: baseline_accuracy.unwrap_or(test_accuracy),
             params_nonzero,
             params_total,
+            weights_nonzero,
+            weights_total,
             bytes_on_disk,
             latency_ms_per_batch: self.latency(model)?,
         };

@@ -11,14 +11,13 @@ fn target(r: &CompressRecord, runs: &[CompressRecord]) -> (String, Option<bool>)
     let find =
         |model: &str, method: &str| runs.iter().find(|p| p.model == model && p.method == method);
     match r.method.as_str() {
-        // The counts include biases, which are never pruned: 90% of the weights alone is just short of 10×,
-        // so the bar is shown on every MLP row pruned 9× or more.
-        "prune_unstructured" if r.model == "mlp" && r.params_total >= 9 * r.params_nonzero => (
+        // "≥ 10× fewer non-zero weights": counted on weights (biases are never pruned).
+        "prune_unstructured" if r.model == "mlp" && r.weights_total >= 9 * r.weights_nonzero => (
             format!(
                 "≥ 10× fewer non-zero weights at ≤ 0.5 points (here {:.1}×, {drop:+.2} points)",
-                r.params_total as f64 / r.params_nonzero.max(1) as f64
+                r.weights_total as f64 / r.weights_nonzero.max(1) as f64
             ),
-            Some(r.params_total >= 10 * r.params_nonzero && drop <= 0.5),
+            Some(r.weights_total >= 10 * r.weights_nonzero && drop <= 0.5),
         ),
         "ptq_int8" if r.variant.as_deref() == Some("per tensor") => {
             let base = find(&r.model, "baseline").map_or(r.bytes_on_disk, |b| b.bytes_on_disk);
