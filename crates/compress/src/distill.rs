@@ -124,12 +124,14 @@ pub struct Distillation<S: Module, T: Module> {
 }
 
 impl<S: Module, T: Module> Distillation<S, T> {
-    /// Pairs `student` with `teacher`, which is frozen (`no_grad`).
+    /// Pairs `student` with `teacher`, which is frozen: no gradients and no training behaviour (burn's
+    /// `freeze`: its dropout is off and its batch norms use their running statistics; `no_grad` alone would
+    /// leave the teacher's dropout on, a noisy teacher).
     pub fn new(student: S, teacher: T, config: DistillationConfig) -> Result<Self, CompressError> {
         config.check()?;
         Ok(Self {
             student,
-            teacher: Frozen(teacher.no_grad()),
+            teacher: Frozen(teacher.freeze()),
             config,
         })
     }
@@ -272,5 +274,33 @@ mod tests {
             .val()
             .into_data()
             .assert_eq(&teacher_weights, true);
+    }
+
+    #[test]
+    fn the_teacher_runs_without_dropout_during_training() {
+        use burn::tensor::Distribution;
+        use kiln_data::ImageBatch;
+        use kiln_models::MlpConfig;
+        use kiln_train::StepOutput;
+
+        let device = Device::flex().autodiff();
+        device.seed(9);
+        let teacher = MlpConfig::new(16, vec![32], 4)
+            .with_dropout(0.5)
+            .init(&device)
+            .unwrap();
+        let student = MlpConfig::new(16, vec![8], 4).init(&device).unwrap();
+        let model = Distillation::new(student, teacher, DistillationConfig::new()).unwrap();
+        let batch = ImageBatch {
+            images: Tensor::<3>::random([8, 4, 4], Distribution::Default, &device),
+            labels: Tensor::from_data([0, 1, 2, 3, 0, 1, 2, 3], &device),
+        };
+        // The student has no dropout, so with a frozen teacher the loss is the same every time.
+        let a = model
+            .forward_step(batch.clone())
+            .loss()
+            .into_scalar::<f32>();
+        let b = model.forward_step(batch).loss().into_scalar::<f32>();
+        assert_eq!(a, b);
     }
 }
