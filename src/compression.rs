@@ -21,7 +21,7 @@ use kiln_train::{
     evaluate_dataset, fit,
 };
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+
 use std::time::Instant;
 
 /// One row of `reports/compress/report.json`.
@@ -92,7 +92,6 @@ impl Mnist {
 struct Bench<'a> {
     settings: &'a RunSettings,
     data: Mnist,
-    out: PathBuf,
 }
 
 impl Bench<'_> {
@@ -180,7 +179,7 @@ impl Bench<'_> {
         M: Supervised<Batch = ImageBatch, Output = ClassificationOutput>,
     {
         let test_accuracy = self.accuracy(model)?;
-        let file = self.out.join("weights").join(format!(
+        let file = self.settings.run_dir.join("weights").join(format!(
             "{name}-{method}{}.bpk",
             variant
                 .as_deref()
@@ -256,12 +255,12 @@ impl Bench<'_> {
     }
 }
 
-/// Runs every compression method on the MLP and the CNN and returns the report rows.
-pub fn compress_all(settings: &RunSettings, out: &Path) -> anyhow::Result<CompressReport> {
+/// Runs every compression method on the MLP and the CNN and returns the report rows; run folders and the
+/// saved weights go under `settings.run_dir`.
+pub fn compress_all(settings: &RunSettings) -> anyhow::Result<CompressReport> {
     let bench = Bench {
         settings,
         data: Mnist::load(settings.quick)?,
-        out: out.to_path_buf(),
     };
     let device = settings.device.device();
     let mut runs = Vec::new();

@@ -196,7 +196,7 @@ fn main() -> anyhow::Result<()> {
                 augment: false,
             };
             let started = std::time::Instant::now();
-            let report = kiln::compression::compress_all(&settings, &out)?;
+            let report = kiln::compression::compress_all(&settings)?;
             compress_md::write(
                 &out,
                 &report,
