@@ -57,6 +57,24 @@ pub(crate) fn masked_token_output(
     ))
 }
 
+/// Draws a token id from softmax(`logits` / `temperature`) (`logits`: `[vocab]`) with `rng`.
+pub(crate) fn sample_logits(
+    model: &'static str,
+    logits: Tensor<1>,
+    temperature: f64,
+    rng: &mut impl rand::Rng,
+) -> Result<u32, ModelError> {
+    let probs: Vec<f32> = burn::tensor::activation::softmax(logits / temperature, 0)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| ModelError::Config {
+            model,
+            message: format!("unreadable probabilities: {e:?}"),
+        })?;
+    Ok(sample(&probs, rng.random::<f32>()))
+}
+
 /// The index where the running sum of `probs` passes `u` (in `[0, 1)`); the last index if rounding leaves
 /// it short.
 pub(crate) fn sample(probs: &[f32], u: f32) -> u32 {

@@ -2,15 +2,14 @@
 //! the vocabulary, trained with cross-entropy on the real steps, and temperature sampling from a prompt.
 
 use super::layer::{CellKind, Recurrent, RecurrentConfig, RecurrentState};
-use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample};
+use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample_logits};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use kiln_data::TokenBatch;
 use kiln_train::{ClassificationOutput, Supervised};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// Configuration of a [`CharLm`].
 #[derive(Config, Debug)]
@@ -135,15 +134,7 @@ impl CharLm {
             let last = logits
                 .slice([0..1, steps - 1..steps, 0..self.vocab_size()])
                 .reshape([self.vocab_size()]);
-            let probs: Vec<f32> = softmax(last / temperature, 0)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec()
-                .map_err(|e| ModelError::Config {
-                    model: "char_lm",
-                    message: format!("unreadable probabilities: {e:?}"),
-                })?;
-            let next = sample(&probs, rng.random::<f32>());
+            let next = sample_logits("char_lm", last, temperature, &mut rng)?;
             generated.push(next);
             input = Tensor::from_data(TensorData::new(vec![next as i64], [1, 1]), &device);
         }
@@ -175,6 +166,7 @@ impl Supervised for CharLm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::next_token::sample;
     use burn::data::dataloader::batcher::Batcher;
     use kiln_data::{TokenBatcher, TokenSequence};
 

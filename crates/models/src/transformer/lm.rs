@@ -8,15 +8,14 @@
 //! nats/char).
 
 use super::stack::{EncoderStack, EncoderStackConfig};
-use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample};
+use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample_logits};
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use kiln_data::TokenBatch;
 use kiln_train::{ClassificationOutput, Supervised};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// Configuration of a [`TransformerLm`].
 #[derive(Config, Debug)]
@@ -122,15 +121,12 @@ impl TransformerLm {
                 .try_forward(input, None)?
                 .slice([0..1, steps - 1..steps, 0..vocab])
                 .reshape([vocab]);
-            let probs: Vec<f32> = softmax(last / temperature, 0)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec()
-                .map_err(|e| ModelError::Config {
-                    model: "transformer_lm",
-                    message: format!("unreadable probabilities: {e:?}"),
-                })?;
-            text.push(sample(&probs, rng.random::<f32>()));
+            text.push(sample_logits(
+                "transformer_lm",
+                last,
+                temperature,
+                &mut rng,
+            )?);
         }
         Ok(text.split_off(prompt.len()))
     }

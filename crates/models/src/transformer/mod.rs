@@ -15,5 +15,4 @@ pub use lm::{TransformerLm, TransformerLmConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
 pub use stack::{
     DecoderStack, DecoderStackConfig, EncoderStack, EncoderStackConfig, PositionKind, Positions,
-    causal_mask,
 };

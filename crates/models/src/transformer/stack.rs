@@ -228,7 +228,7 @@ impl EncoderStack {
             input = input.mask_pad(valid.bool_not());
         }
         if causal {
-            input = input.mask_attn(causal_mask(batch, steps, &device));
+            input = input.mask_attn(generate_autoregressive_mask(batch, steps, &device));
         }
         let out = self.encoder.forward(input);
         Ok(match &self.final_norm {
@@ -327,7 +327,7 @@ impl DecoderStack {
         let device = x.device();
         let x = self.input_dropout.forward(self.positions.forward(x));
         let mut input = TransformerDecoderInput::new(x, memory)
-            .target_mask_attn(causal_mask(batch, steps, &device));
+            .target_mask_attn(generate_autoregressive_mask(batch, steps, &device));
         if let Some(valid) = valid {
             input = input.target_mask_pad(valid.bool_not());
         }
@@ -340,12 +340,6 @@ impl DecoderStack {
             None => out,
         })
     }
-}
-
-/// `[batch, steps, steps]`, `true` where a query step `t` may not see a key step `s > t` (burn's convention:
-/// `true` is masked).
-pub fn causal_mask(batch: usize, steps: usize, device: &Device) -> Tensor<3, Bool> {
-    generate_autoregressive_mask(batch, steps, device)
 }
 
 #[cfg(test)]
