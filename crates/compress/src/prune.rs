@@ -213,6 +213,14 @@ impl ModuleVisitor for SparsityVisitor {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let path = self.path.join(".");
+        let metadata = path == crate::activations::RANGES
+            || self
+                .path
+                .iter()
+                .any(|p| p == crate::quantize::ChannelScale::NAME);
+        if metadata {
+            return;
+        }
         let values = param.val();
         let n = values.shape().num_elements();
         let values = values.reshape([n]);
@@ -234,8 +242,9 @@ impl ModuleVisitor for SparsityVisitor {
     }
 }
 
-/// The sparsity of every float parameter of `model` (masks left out), in visiting order, from the effective
-/// (masked) values.
+/// The sparsity of every float parameter of `model`, in visiting order, from the effective (masked) values;
+/// masks and quantization metadata (per-channel scales, [`crate::StaticInt8`]'s activation ranges) are
+/// left out.
 pub fn sparsity_report<M: Module>(model: &M) -> Vec<LayerSparsity> {
     let mut visitor = SparsityVisitor {
         path: Vec::new(),

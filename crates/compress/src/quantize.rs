@@ -7,11 +7,14 @@
 //! - burn 0.22 has no per-channel scales and no quantization-aware training, so [`fake_quantize_int8`]
 //!   (per tensor, per output channel or per block) and [`FakeQuant`] (a burn reparameterization: the forward
 //!   pass sees the quantized weight, the backward pass treats the rounding as the identity) are written here.
+//! - [`ptq_int8_per_channel`] stores per-channel int8 through burn all the same: each weight becomes
+//!   integer levels `q` (in `[−127, 127]`, stored by burn's per-tensor int8 with a scale of exactly 1, so
+//!   losslessly) times a [`ChannelScale`] reparameterization holding one f32 scale per output channel.
 
 use burn::module::{Module, ModuleMapper, Param, Reparameterization, Reparameterizer};
 use burn::prelude::*;
 use burn::tensor::quantization::{
-    Calibration, QuantScheme, ScaleDtype, compute_q_params, compute_range,
+    Calibration, CalibrationRange, QuantScheme, ScaleDtype, compute_q_params, compute_range,
 };
 use serde::{Deserialize, Serialize};
 
@@ -162,11 +165,110 @@ impl ModuleMapper for PtqMapper {
     }
 }
 
+/// The output-channel dimension of a weight of rank `rank`: 1 for burn's `Linear` (`[in, out]`), 0 for
+/// convolutions (`[out, in, k…]`).
+fn channel_dim(rank: usize) -> usize {
+    if rank == 2 { 1 } else { 0 }
+}
+
+/// One scale per output channel of a weight stored as integer levels: the effective weight is
+/// `levels · scale`, the scale broadcast along the weight's channel dimension.
+#[derive(Module, Debug)]
+pub struct ChannelScale {
+    /// One scale per output channel; never trained.
+    pub scale: Param<Tensor<1>>,
+}
+
+impl Reparameterization for ChannelScale {
+    const NAME: &'static str = "channel_scale";
+
+    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
+        let mut shape = [1; D];
+        shape[channel_dim(D)] = self.scale.dims()[0];
+        base * self.scale.val().reshape(shape)
+    }
+}
+
+/// Splits every weight into integer levels and a [`ChannelScale`] (MinMax calibration per channel).
+struct PerChannelSplitter;
+
+impl Reparameterizer for PerChannelSplitter {
+    type Reparam = ChannelScale;
+
+    fn reparameterize<const D: usize>(
+        &mut self,
+        _path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<ChannelScale>) {
+        if D < 2 {
+            return (param, None);
+        }
+        let weight = param.val();
+        let dims = weight.dims();
+        let channel = channel_dim(D);
+        let channels = dims[channel];
+        // Rows of `grouped` are the channels.
+        let grouped: Tensor<2> = if channel == 1 {
+            weight.clone().reshape([dims[0], dims[1]]).transpose()
+        } else {
+            weight
+                .clone()
+                .reshape([channels, dims.iter().product::<usize>() / channels])
+        };
+        let scale = (grouped.abs().max_dim(1) / QMAX)
+            .clamp_min(1e-12)
+            .reshape([channels]);
+        let mut broadcast = [1; D];
+        broadcast[channel] = channels;
+        let levels = (weight / scale.clone().reshape(broadcast))
+            .round()
+            .clamp(-QMAX, QMAX);
+        (
+            param.map(|_| levels),
+            Some(ChannelScale {
+                scale: Param::from_tensor(scale).set_require_grad(false),
+            }),
+        )
+    }
+}
+
+/// Post-training int8 quantization with one scale per output channel (what PyTorch and TensorRT default
+/// to for weights), stored as int8 on disk: see the module docs. Biases stay float. A model of the same
+/// architecture passed through this function loads the saved file back.
+pub fn ptq_int8_per_channel<M: Module>(model: M) -> M {
+    model
+        .apply_reparameterization(PerChannelSplitter)
+        .map(&mut LevelsMapper)
+}
+
+/// Stores integer levels in `[−127, 127]` as burn int8 with a scale of exactly 1. burn's symmetric int8
+/// maps `±max|x|` onto 255 steps (a scale of `2·127/255` for levels, which would round them again), so the
+/// range is given as `±127.5` instead of calibrated.
+struct LevelsMapper;
+
+impl ModuleMapper for LevelsMapper {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D < 2 {
+            return param;
+        }
+        param.map(|levels| {
+            let device = levels.device();
+            let scheme = QuantScheme::default();
+            let range = CalibrationRange {
+                min: Tensor::from_floats([-(QMAX + 0.5)], &device),
+                max: Tensor::from_floats([QMAX + 0.5], &device),
+            };
+            let qparams = compute_q_params(&scheme, range);
+            levels.quantize(&scheme, qparams)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::tensor::{Distribution, Tolerance};
-    use kiln_models::MlpConfig;
+    use kiln_models::{CnnConfig, MlpConfig};
 
     #[test]
     fn quantize_dequantize_error_is_at_most_half_a_step() {
@@ -271,6 +373,56 @@ mod tests {
                     Tolerance::absolute(1e-6),
                 );
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn per_channel_int8_matches_fake_quantization_is_small_on_disk_and_loads_back() {
+        let device = Device::flex();
+        device.seed(6);
+        let config = CnnConfig::new(1, 12, 12, 10).with_hidden(vec![32]);
+        let model = config.init(&device).unwrap();
+        let x = Tensor::<3>::random([4, 12, 12], Distribution::Default, &device);
+        let quantized = ptq_int8_per_channel(model.clone());
+        // The stored levels times the channel scales are exactly the per-channel fake-quantized weights.
+        let conv = quantized.blocks[0].conv.weight.val();
+        conv.into_data().assert_approx_eq::<f32>(
+            &fake_quantize_int8(model.blocks[0].conv.weight.val(), Granularity::PerChannel)
+                .into_data(),
+            Tolerance::absolute(1e-6),
+        );
+        let linear = quantized.hidden[0].weight.val();
+        linear.into_data().assert_approx_eq::<f32>(
+            &fake_quantize_int8(model.hidden[0].weight.val(), Granularity::PerChannel).into_data(),
+            Tolerance::absolute(1e-6),
+        );
+        // The scales are quantization metadata, not parameters of the model.
+        let layers = |m: &kiln_models::Cnn| {
+            crate::sparsity_report(m)
+                .iter()
+                .map(|l| (l.path.clone(), l.total))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(layers(&quantized), layers(&model));
+        let dir = std::env::temp_dir().join(format!("kiln-ptq-pc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (dense_file, file) = (dir.join("dense.bpk"), dir.join("int8.bpk"));
+        model.clone().save_file(&dense_file).unwrap();
+        quantized.clone().save_file(&file).unwrap();
+        let ratio = std::fs::metadata(&dense_file).unwrap().len() as f64
+            / std::fs::metadata(&file).unwrap().len() as f64;
+        assert!(ratio > 3.5, "{ratio:.2}× smaller");
+        let loaded = ptq_int8_per_channel(config.init(&device).unwrap())
+            .try_load_file(&file)
+            .unwrap();
+        loaded
+            .try_forward_greyscale(x.clone())
+            .unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &quantized.try_forward_greyscale(x).unwrap().into_data(),
+                Tolerance::absolute(1e-6),
+            );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -2,6 +2,7 @@
 //! connected hidden layers with dropout, and a linear output of class logits. The flattened size is computed
 //! from the image size, kernel sizes, paddings and pooling, never hard-coded.
 
+use crate::hooks::{HookedClassifier, LayerInputHook, NoHook};
 use crate::mlp::Activation;
 use crate::{ModelError, check_shape};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -188,11 +189,23 @@ impl Cnn {
     /// - `images`: `[batch, channels, height, width]`
     /// - returns `[batch, num_classes]`
     pub fn try_forward(&self, images: Tensor<4>) -> Result<Tensor<2>, ModelError> {
+        self.try_forward_hooked(images, &mut NoHook)
+    }
+
+    /// [`Self::try_forward`] with `hook` applied to the input of each weight layer (`blocks.{i}.conv`,
+    /// `hidden.{i}`, `output`).
+    pub fn try_forward_hooked<H: LayerInputHook>(
+        &self,
+        images: Tensor<4>,
+        hook: &mut H,
+    ) -> Result<Tensor<2>, ModelError> {
         let [c, h, w] = self.input;
         check_shape("cnn", &[None, Some(c), Some(h), Some(w)], &images.dims())?;
         let mut x = images;
-        for block in &self.blocks {
-            x = block.conv.forward(x);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block
+                .conv
+                .forward(hook.layer_input(&format!("blocks.{i}.conv"), x));
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
@@ -207,9 +220,11 @@ impl Cnn {
             if i > 0 {
                 x = self.dropout.forward(x);
             }
+            x = hook.layer_input(&format!("hidden.{i}"), x);
             x = self.activation.apply(layer.forward(x));
         }
-        Ok(self.output.forward(self.dropout.forward(x)))
+        let x = hook.layer_input("output", self.dropout.forward(x));
+        Ok(self.output.forward(x))
     }
 
     /// Logits for greyscale images `[batch, height, width]` (a channel axis is added).
@@ -232,6 +247,20 @@ impl Supervised for Cnn {
     fn forward_step(&self, batch: ImageBatch) -> ClassificationOutput {
         let logits = self
             .try_forward_greyscale(batch.images)
+            .unwrap_or_else(|e| panic!("{e}"));
+        loss::classification_output(logits, batch.labels)
+    }
+}
+
+impl HookedClassifier for Cnn {
+    fn forward_step_hooked<H: LayerInputHook>(
+        &self,
+        batch: ImageBatch,
+        hook: &mut H,
+    ) -> ClassificationOutput {
+        let [n, h, w] = batch.images.dims();
+        let logits = self
+            .try_forward_hooked(batch.images.reshape([n, 1, h, w]), hook)
             .unwrap_or_else(|e| panic!("{e}"));
         loss::classification_output(logits, batch.labels)
     }

@@ -17,6 +17,7 @@
 
 pub mod cnn;
 pub mod error;
+pub mod hooks;
 pub mod kg;
 pub mod linear_regression;
 pub mod logistic_regression;
@@ -30,6 +31,7 @@ pub mod transformer;
 
 pub use cnn::{Cnn, CnnConfig};
 pub use error::ModelError;
+pub use hooks::{HookedClassifier, LayerInputHook, NoHook};
 pub use kg::{KgEmbedding, KgEmbeddingConfig, KgScorer, LinkPrediction, evaluate_link_prediction};
 pub use linear_regression::{LinearRegression, LinearRegressionConfig};
 pub use logistic_regression::{LogisticRegression, LogisticRegressionConfig};

@@ -1,6 +1,7 @@
 //! Multi-layer perceptron classifier: `Linear → activation → dropout` per hidden layer, then a linear
 //! output layer giving class logits.
 
+use crate::hooks::{HookedClassifier, LayerInputHook, NoHook};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -106,16 +107,26 @@ impl Mlp {
     /// - `features`: `[batch, num_features]`
     /// - returns `[batch, num_classes]`
     pub fn try_forward(&self, features: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        self.try_forward_hooked(features, &mut NoHook)
+    }
+
+    /// [`Self::try_forward`] with `hook` applied to the input of each layer (`hidden.{i}`, `output`).
+    pub fn try_forward_hooked<H: LayerInputHook>(
+        &self,
+        features: Tensor<2>,
+        hook: &mut H,
+    ) -> Result<Tensor<2>, ModelError> {
         let first = self.hidden.first().unwrap_or(&self.output);
         let [d_input, _] = first.weight.dims();
         check_shape("mlp", &[None, Some(d_input)], &features.dims())?;
         let mut x = features;
-        for layer in &self.hidden {
+        for (i, layer) in self.hidden.iter().enumerate() {
+            x = hook.layer_input(&format!("hidden.{i}"), x);
             x = self
                 .dropout
                 .forward(self.activation.apply(layer.forward(x)));
         }
-        Ok(self.output.forward(x))
+        Ok(self.output.forward(hook.layer_input("output", x)))
     }
 
     /// [`Self::try_forward`] for inputs already known to fit.
@@ -150,6 +161,20 @@ impl Supervised for Mlp {
     fn forward_step(&self, batch: ImageBatch) -> ClassificationOutput {
         let logits = self
             .try_forward_images(batch.images)
+            .unwrap_or_else(|e| panic!("{e}"));
+        loss::classification_output(logits, batch.labels)
+    }
+}
+
+impl HookedClassifier for Mlp {
+    fn forward_step_hooked<H: LayerInputHook>(
+        &self,
+        batch: ImageBatch,
+        hook: &mut H,
+    ) -> ClassificationOutput {
+        let [n, h, w] = batch.images.dims();
+        let logits = self
+            .try_forward_hooked(batch.images.reshape([n, h * w]), hook)
             .unwrap_or_else(|e| panic!("{e}"));
         loss::classification_output(logits, batch.labels)
     }

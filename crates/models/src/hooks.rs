@@ -1,0 +1,39 @@
+//! Layer-input hooks: a forward pass that shows (and may replace) the input of every weight layer, the way
+//! PyTorch's forward pre-hooks do. Calibration observers and activation quantization (`kiln-compress`) are
+//! written against [`LayerInputHook`]; the plain `forward` of each model is the hooked one with [`NoHook`].
+//!
+//! burn has no hooks on module calls, so the models that support them ([`crate::Mlp`], [`crate::Cnn`])
+//! implement [`HookedClassifier`] by threading the hook through their own forward pass.
+
+use burn::prelude::*;
+use kiln_data::ImageBatch;
+use kiln_train::{ClassificationOutput, Supervised};
+
+/// Sees the input of each weight layer, in forward order, under a stable name (`hidden.0`, `blocks.1.conv`,
+/// `output`: the layer's path in the module record), and returns the tensor the layer is given.
+pub trait LayerInputHook {
+    /// Called with the input of the layer named `layer`; returns what the layer computes on.
+    fn layer_input<const D: usize>(&mut self, layer: &str, input: Tensor<D>) -> Tensor<D>;
+}
+
+/// The hook that changes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHook;
+
+impl LayerInputHook for NoHook {
+    fn layer_input<const D: usize>(&mut self, _layer: &str, input: Tensor<D>) -> Tensor<D> {
+        input
+    }
+}
+
+/// An image classifier whose forward step can run with a [`LayerInputHook`].
+pub trait HookedClassifier:
+    Supervised<Batch = ImageBatch, Output = ClassificationOutput> + Module
+{
+    /// [`Supervised::forward_step`] with `hook` applied to the input of every weight layer.
+    fn forward_step_hooked<H: LayerInputHook>(
+        &self,
+        batch: ImageBatch,
+        hook: &mut H,
+    ) -> ClassificationOutput;
+}
