@@ -6,6 +6,7 @@ mod report_md;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use kiln::compression::ReportPart;
 use kiln::data::{CharCorpus, ImageFolder, Table, tabular};
 use kiln::recipes::{self, ModelName, RunSettings, RunSummary};
 use kiln::train::{Dashboard, DeviceChoice, Report};
@@ -91,6 +92,10 @@ enum Task {
         /// Where the report goes.
         #[arg(long, default_value = "reports/compress")]
         out: PathBuf,
+        /// Run only these parts (comma-separated: mlp, cnn, distill); their rows replace those of the
+        /// report already in `--out`, if any.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<Part>,
         /// Print one line per epoch instead of burn's terminal dashboard.
         #[arg(long)]
         lines: bool,
@@ -182,9 +187,15 @@ fn main() -> anyhow::Result<()> {
             device,
             quick,
             out,
+            only,
             lines,
         } => {
             let device = parse_device(device)?;
+            let parts: Vec<ReportPart> = if only.is_empty() {
+                ReportPart::ALL.to_vec()
+            } else {
+                only.iter().map(|p| p.part()).collect()
+            };
             let settings = RunSettings {
                 device,
                 run_dir: PathBuf::from("runs/compress"),
@@ -196,7 +207,18 @@ fn main() -> anyhow::Result<()> {
                 augment: false,
             };
             let started = std::time::Instant::now();
-            let report = kiln::compression::compress_all(&settings)?;
+            let mut report = kiln::compression::compress_all(&settings, &parts)?;
+            // A partial run updates its rows of the existing report.
+            let existing = out.join("report.json");
+            if parts.len() < ReportPart::ALL.len() && existing.is_file() {
+                let text = std::fs::read_to_string(&existing)
+                    .with_context(|| existing.display().to_string())?;
+                let old: kiln::compression::CompressReport = serde_json::from_str(&text)
+                    .with_context(|| {
+                        format!("{} is not a compression report", existing.display())
+                    })?;
+                report = old.merged(report, &parts);
+            }
             compress_md::write(
                 &out,
                 &report,
@@ -417,4 +439,25 @@ fn train_all(
         out.display()
     );
     Ok(())
+}
+
+/// A part of `cargo xtask compress`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Part {
+    /// The MLP pruned and quantized.
+    Mlp,
+    /// The CNN pruned and quantized.
+    Cnn,
+    /// Distillation and the distil → prune → quantize pipeline.
+    Distill,
+}
+
+impl Part {
+    fn part(self) -> ReportPart {
+        match self {
+            Part::Mlp => ReportPart::Mlp,
+            Part::Cnn => ReportPart::Cnn,
+            Part::Distill => ReportPart::Distill,
+        }
+    }
 }

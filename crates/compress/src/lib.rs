@@ -5,8 +5,9 @@
 //!   (PyTorch's `weight_orig * weight_mask`): pruned weights stay zero through fine-tuning, and
 //!   `Module::materialize` makes them permanent; per-layer sparsity reports; the AGP sparsity schedule.
 //! - [`structured`]: whole neurons and channels removed by L1/L2 norm, the layers really shrunk.
-//! - [`quantize`]: post-training int8 through burn's quantizer (per tensor or block), per-channel fake
-//!   quantization and quantization-aware training with a straight-through estimator.
+//! - [`quantize`]: post-training int8 through burn's quantizer (per tensor or block), per-channel int8 stored
+//!   on disk, per-channel fake quantization and quantization-aware training with a straight-through
+//!   estimator.
 //! - [`activations`]: static int8 quantization of layer inputs (W8A8, simulated), calibrated MinMax.
 //! - [`distill`]: Hinton's distillation loss and a student–frozen-teacher wrapper the learner trains.
 #![warn(missing_docs)]
