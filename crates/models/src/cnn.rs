@@ -245,10 +245,7 @@ impl Supervised for Cnn {
     type Output = ClassificationOutput;
 
     fn forward_step(&self, batch: ImageBatch) -> ClassificationOutput {
-        let logits = self
-            .try_forward_greyscale(batch.images)
-            .unwrap_or_else(|e| panic!("{e}"));
-        loss::classification_output(logits, batch.labels)
+        self.forward_step_hooked(batch, &mut NoHook)
     }
 }
 
