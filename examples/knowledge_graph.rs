@@ -16,18 +16,7 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(50);
     let graph = kg::vendored("kinships")?;
-    let stats = graph.degree_stats();
-    println!(
-        "kinships: {} entities, {} relations, {}/{}/{} triples; degree min {} median {} max {}",
-        graph.entities.len(),
-        graph.relations.len(),
-        graph.train.len(),
-        graph.valid.len(),
-        graph.test.len(),
-        stats.min,
-        stats.median,
-        stats.max
-    );
+    println!("kinships: {}", graph.summary());
     let device = DeviceChoice::cpu_default()?.device();
     device.seed(42);
     let config = KgEmbeddingConfig::new(

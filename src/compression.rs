@@ -162,15 +162,26 @@ impl Bench<'_> {
 
     /// Eight batches of 256 training images (the first 2,048) to calibrate activation ranges on.
     fn calibration_batches(&self) -> anyhow::Result<Vec<ImageBatch>> {
-        let device = self.settings.device.device();
-        let n = 2048.min(self.data.train.len());
-        let items: Vec<_> = (0..n)
-            .map(|i| self.data.train.get(i))
+        (0..2048.min(self.data.train.len()))
+            .step_by(256)
+            .map(|start| self.batch_of(&self.data.train, start..start + 256))
+            .collect()
+    }
+
+    /// The images `range` of `data` (cut at its end) as one batch.
+    fn batch_of(
+        &self,
+        data: &ImageDataset,
+        range: std::ops::Range<usize>,
+    ) -> anyhow::Result<ImageBatch> {
+        let items: Vec<_> = range
+            .take_while(|&i| i < data.len())
+            .map(|i| data.get(i))
             .collect::<Result<_, _>>()?;
-        Ok(items
-            .chunks(256)
-            .map(|chunk| self.data.batcher.batch(chunk.to_vec(), &device))
-            .collect())
+        Ok(self
+            .data
+            .batcher
+            .batch(items, &self.settings.device.device()))
     }
 
     /// The int8 rows every model gets: per tensor and per channel (weights only), and static W8A8.
@@ -214,11 +225,7 @@ impl Bench<'_> {
     where
         M: Supervised<Batch = ImageBatch, Output = ClassificationOutput>,
     {
-        let device = self.settings.device.device();
-        let items: Vec<_> = (0..256.min(self.data.test.len()))
-            .map(|i| self.data.test.get(i))
-            .collect::<Result<_, _>>()?;
-        let batch = self.data.batcher.batch(items, &device);
+        let batch = self.batch_of(&self.data.test, 0..256)?;
         let model = model.valid();
         let mut times = Vec::new();
         for i in 0..23 {
@@ -281,7 +288,7 @@ impl Bench<'_> {
             latency_ms_per_batch: self.latency(model)?,
         };
         println!(
-            "{:<4} {:<19} {:<24} accuracy {:.2}% (baseline {:.2}%), {} of {} weights non-zero, {} bytes, {:.2} ms/batch",
+            "{:<4} {:<19} {:<24} accuracy {:.2}% (baseline {:.2}%), {} of {} parameters non-zero, {} bytes, {:.2} ms/batch",
             record.model,
             record.method,
             record.variant.as_deref().unwrap_or(""),

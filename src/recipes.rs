@@ -459,7 +459,6 @@ pub fn kg_embedding(
     let valid = evaluate_link_prediction(&outcome.model, &graph.valid, &known, &device)?;
     let test = evaluate_link_prediction(&outcome.model, &graph.test, &known, &device)?;
     save_run(&outcome.model, &model_config, &config, settings)?;
-    let stats = graph.degree_stats();
     Ok(RunSummary {
         record: record(model, dataset, settings, "test_mrr", test.mrr, &outcome),
         run_dir: settings.run_dir.clone(),
@@ -476,21 +475,7 @@ pub fn kg_embedding(
                 "test MRR, tail / head queries".into(),
                 format!("{:.4} / {:.4}", test.tail_mrr, test.head_mrr),
             ),
-            (
-                "graph".into(),
-                format!(
-                    "{} entities, {} relations, {}/{}/{} triples, degree min {} median {} mean {:.1} max {}",
-                    graph.entities.len(),
-                    graph.relations.len(),
-                    graph.train.len(),
-                    graph.valid.len(),
-                    graph.test.len(),
-                    stats.min,
-                    stats.median,
-                    stats.mean,
-                    stats.max
-                ),
-            ),
+            ("graph".into(), graph.summary()),
             (
                 "best epoch (valid loss)".into(),
                 format!("{:?}", outcome.best_epoch.unwrap_or(0)),

@@ -11,7 +11,7 @@ use crate::{CompressError, ptq_int8_per_channel};
 use burn::module::Param;
 use burn::prelude::*;
 use kiln_data::ImageBatch;
-use kiln_models::{HookedClassifier, LayerInputHook};
+use kiln_models::{HookedClassifier, Layer, LayerInputHook};
 use kiln_train::{ClassificationOutput, Supervised};
 
 /// Number of affine levels of an 8-bit activation.
@@ -20,20 +20,25 @@ const LEVELS: f64 = 255.0;
 /// Records the smallest and largest input of every layer over the batches it sees.
 #[derive(Debug, Clone, Default)]
 pub struct RangeObserver {
-    /// Layer names, in forward order, with their `(min, max)` so far.
-    pub ranges: Vec<(String, f32, f32)>,
+    /// Layers, in forward order, with their `(min, max)` so far.
+    pub ranges: Vec<(Layer, f32, f32)>,
 }
 
 impl LayerInputHook for RangeObserver {
-    fn layer_input<const D: usize>(&mut self, layer: &str, input: Tensor<D>) -> Tensor<D> {
-        let min = input.clone().min().into_scalar::<f32>();
-        let max = input.clone().max().into_scalar::<f32>();
-        match self.ranges.iter_mut().find(|(name, _, _)| name == layer) {
+    fn layer_input<const D: usize>(&mut self, layer: Layer, input: Tensor<D>) -> Tensor<D> {
+        // One read from the device for both.
+        let extremes = Tensor::cat(vec![input.clone().min(), input.clone().max()], 0)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_else(|_| vec![f32::NAN; 2]);
+        let (min, max) = (extremes[0], extremes[1]);
+        match self.ranges.iter_mut().find(|(seen, _, _)| *seen == layer) {
             Some((_, lo, hi)) => {
                 *lo = lo.min(min);
                 *hi = hi.max(max);
             }
-            None => self.ranges.push((layer.to_string(), min, max)),
+            None => self.ranges.push((layer, min, max)),
         }
         input
     }
@@ -111,8 +116,8 @@ impl<M: HookedClassifier> StaticInt8<M> {
             ranges: Param::from_tensor(ranges).set_require_grad(false),
             layers: observer
                 .ranges
-                .into_iter()
-                .map(|(name, _, _)| name)
+                .iter()
+                .map(|(layer, _, _)| layer.to_string())
                 .collect(),
         })
     }
@@ -125,8 +130,13 @@ struct QuantizeInputs<'a> {
 }
 
 impl LayerInputHook for QuantizeInputs<'_> {
-    fn layer_input<const D: usize>(&mut self, layer: &str, input: Tensor<D>) -> Tensor<D> {
-        let Some(i) = self.layers.iter().position(|name| name == layer) else {
+    fn layer_input<const D: usize>(&mut self, layer: Layer, input: Tensor<D>) -> Tensor<D> {
+        let name = layer.to_string();
+        let Some(i) = self
+            .layers
+            .iter()
+            .position(|calibrated| *calibrated == name)
+        else {
             panic!("layer {layer} was not calibrated: calibrate the model it belongs to");
         };
         let min = self.ranges.clone().slice(2 * i..2 * i + 1);

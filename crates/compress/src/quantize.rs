@@ -38,13 +38,11 @@ const QMAX: f64 = 127.0;
 /// group's largest magnitude over 127 (MinMax calibration). The error of each value is at most `s / 2`.
 pub fn fake_quantize_int8<const D: usize>(x: Tensor<D>, granularity: Granularity) -> Tensor<D> {
     let shape = x.shape();
-    let dims = x.dims();
     let n = shape.num_elements();
     // Rows of the 2-D view each hold one group.
     let grouped: Tensor<2> = match granularity {
         Granularity::PerTensor => x.reshape([1, n]),
-        Granularity::PerChannel if D == 2 => x.reshape([dims[0], dims[1]]).transpose(),
-        Granularity::PerChannel => x.reshape([dims[0], n / dims[0].max(1)]),
+        Granularity::PerChannel => channel_rows(x),
         Granularity::PerBlock(block) => {
             let block = block.max(1);
             let padded = n.div_ceil(block) * block;
@@ -60,11 +58,11 @@ pub fn fake_quantize_int8<const D: usize>(x: Tensor<D>, granularity: Granularity
             flat.reshape([padded / block, block])
         }
     };
-    let scale = (grouped.clone().abs().max_dim(1) / QMAX).clamp_min(1e-12);
+    let scale = row_scales(grouped.clone());
     let dequantized = (grouped / scale.clone()).round().clamp(-QMAX, QMAX) * scale;
     match granularity {
         Granularity::PerTensor => dequantized.reshape(shape),
-        Granularity::PerChannel if D == 2 => dequantized.transpose().reshape(shape),
+        Granularity::PerChannel if channel_dim(D) == 1 => dequantized.transpose().reshape(shape),
         Granularity::PerChannel => dequantized.reshape(shape),
         Granularity::PerBlock(_) => {
             let [rows, cols] = dequantized.dims();
@@ -74,6 +72,22 @@ pub fn fake_quantize_int8<const D: usize>(x: Tensor<D>, granularity: Granularity
                 .reshape(shape)
         }
     }
+}
+
+/// The 2-D view of a weight with one row per output channel (dimension [`channel_dim`]).
+fn channel_rows<const D: usize>(x: Tensor<D>) -> Tensor<2> {
+    let dims = x.dims();
+    if channel_dim(D) == 1 {
+        x.reshape([dims[0], dims[1]]).transpose()
+    } else {
+        let n: usize = dims.iter().product();
+        x.reshape([dims[0], n / dims[0].max(1)])
+    }
+}
+
+/// The symmetric int8 scale of each row (MinMax): its largest magnitude over 127, `[rows, 1]`.
+fn row_scales(rows: Tensor<2>) -> Tensor<2> {
+    (rows.abs().max_dim(1) / QMAX).clamp_min(1e-12)
 }
 
 /// Fake quantization of a weight for quantization-aware training: the effective weight is the int8-rounded
@@ -204,20 +218,9 @@ impl Reparameterizer for PerChannelSplitter {
             return (param, None);
         }
         let weight = param.val();
-        let dims = weight.dims();
         let channel = channel_dim(D);
-        let channels = dims[channel];
-        // Rows of `grouped` are the channels.
-        let grouped: Tensor<2> = if channel == 1 {
-            weight.clone().reshape([dims[0], dims[1]]).transpose()
-        } else {
-            weight
-                .clone()
-                .reshape([channels, dims.iter().product::<usize>() / channels])
-        };
-        let scale = (grouped.abs().max_dim(1) / QMAX)
-            .clamp_min(1e-12)
-            .reshape([channels]);
+        let channels = weight.dims()[channel];
+        let scale = row_scales(channel_rows(weight.clone())).reshape([channels]);
         let mut broadcast = [1; D];
         broadcast[channel] = channels;
         let levels = (weight / scale.clone().reshape(broadcast))

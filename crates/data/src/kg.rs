@@ -227,6 +227,23 @@ impl KnowledgeGraph {
         }
     }
 
+    /// One line describing the graph: sizes of the vocabularies and splits, and training degrees.
+    pub fn summary(&self) -> String {
+        let stats = self.degree_stats();
+        format!(
+            "{} entities, {} relations, {}/{}/{} triples, degree min {} median {} mean {:.1} max {}",
+            self.entities.len(),
+            self.relations.len(),
+            self.train.len(),
+            self.valid.len(),
+            self.test.len(),
+            stats.min,
+            stats.median,
+            stats.mean,
+            stats.max
+        )
+    }
+
     /// Every known true triple (all three splits), for filtered ranking.
     pub fn known(&self) -> HashSet<Triple> {
         self.train
@@ -341,6 +358,10 @@ mod tests {
         assert_eq!(
             (stats.min, stats.max, stats.mean, stats.median),
             (2, 2, 2.0, 2.0)
+        );
+        assert_eq!(
+            g.summary(),
+            "3 entities, 2 relations, 3/1/0 triples, degree min 2 median 2 mean 2.0 max 2"
         );
         assert_eq!(g.known().len(), 4);
     }

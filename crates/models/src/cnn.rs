@@ -2,7 +2,7 @@
 //! connected hidden layers with dropout, and a linear output of class logits. The flattened size is computed
 //! from the image size, kernel sizes, paddings and pooling, never hard-coded.
 
-use crate::hooks::{HookedClassifier, LayerInputHook, NoHook};
+use crate::hooks::{HookedClassifier, Layer, LayerInputHook, NoHook};
 use crate::mlp::Activation;
 use crate::{ModelError, check_shape};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -203,9 +203,7 @@ impl Cnn {
         check_shape("cnn", &[None, Some(c), Some(h), Some(w)], &images.dims())?;
         let mut x = images;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block
-                .conv
-                .forward(hook.layer_input(&format!("blocks.{i}.conv"), x));
+            x = block.conv.forward(hook.layer_input(Layer::Conv(i), x));
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
@@ -220,10 +218,10 @@ impl Cnn {
             if i > 0 {
                 x = self.dropout.forward(x);
             }
-            x = hook.layer_input(&format!("hidden.{i}"), x);
+            x = hook.layer_input(Layer::Hidden(i), x);
             x = self.activation.apply(layer.forward(x));
         }
-        let x = hook.layer_input("output", self.dropout.forward(x));
+        let x = hook.layer_input(Layer::Output, self.dropout.forward(x));
         Ok(self.output.forward(x))
     }
 

@@ -8,12 +8,34 @@
 use burn::prelude::*;
 use kiln_data::ImageBatch;
 use kiln_train::{ClassificationOutput, Supervised};
+use std::fmt;
 
-/// Sees the input of each weight layer, in forward order, under a stable name (`hidden.0`, `blocks.1.conv`,
-/// `output`: the layer's path in the module record), and returns the tensor the layer is given.
+/// A weight layer of a hooked model; displayed as its path in the module record (`blocks.1.conv`,
+/// `hidden.0`, `output`). An id rather than a string, so that a forward pass without hooks builds no names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// The convolution of block `i`.
+    Conv(usize),
+    /// Fully connected hidden layer `i`.
+    Hidden(usize),
+    /// The output layer.
+    Output,
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layer::Conv(i) => write!(f, "blocks.{i}.conv"),
+            Layer::Hidden(i) => write!(f, "hidden.{i}"),
+            Layer::Output => write!(f, "output"),
+        }
+    }
+}
+
+/// Sees the input of each weight layer, in forward order, and returns the tensor the layer is given.
 pub trait LayerInputHook {
-    /// Called with the input of the layer named `layer`; returns what the layer computes on.
-    fn layer_input<const D: usize>(&mut self, layer: &str, input: Tensor<D>) -> Tensor<D>;
+    /// Called with the input of `layer`; returns what the layer computes on.
+    fn layer_input<const D: usize>(&mut self, layer: Layer, input: Tensor<D>) -> Tensor<D>;
 }
 
 /// The hook that changes nothing.
@@ -21,7 +43,7 @@ pub trait LayerInputHook {
 pub struct NoHook;
 
 impl LayerInputHook for NoHook {
-    fn layer_input<const D: usize>(&mut self, _layer: &str, input: Tensor<D>) -> Tensor<D> {
+    fn layer_input<const D: usize>(&mut self, _layer: Layer, input: Tensor<D>) -> Tensor<D> {
         input
     }
 }

@@ -1,7 +1,7 @@
 //! Multi-layer perceptron classifier: `Linear → activation → dropout` per hidden layer, then a linear
 //! output layer giving class logits.
 
-use crate::hooks::{HookedClassifier, LayerInputHook, NoHook};
+use crate::hooks::{HookedClassifier, Layer, LayerInputHook, NoHook};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -121,12 +121,12 @@ impl Mlp {
         check_shape("mlp", &[None, Some(d_input)], &features.dims())?;
         let mut x = features;
         for (i, layer) in self.hidden.iter().enumerate() {
-            x = hook.layer_input(&format!("hidden.{i}"), x);
+            x = hook.layer_input(Layer::Hidden(i), x);
             x = self
                 .dropout
                 .forward(self.activation.apply(layer.forward(x)));
         }
-        Ok(self.output.forward(hook.layer_input("output", x)))
+        Ok(self.output.forward(hook.layer_input(Layer::Output, x)))
     }
 
     /// [`Self::try_forward`] for inputs already known to fit.
