@@ -62,8 +62,11 @@ pub fn fake_quantize_activation<const D: usize>(
     (level - zero_point) * scale
 }
 
-/// The path of [`StaticInt8::ranges`] in the module record.
+/// The field name of [`StaticInt8::ranges`] in the module record.
 pub(crate) const RANGES: &str = "ranges";
+
+/// How burn's visitors name the struct holding [`StaticInt8::ranges`] (`Struct:` and the type's name).
+pub(crate) const RANGES_CONTAINER: &str = "Struct:StaticInt8";
 
 /// A classifier with int8 weights (per channel) and int8 layer inputs (per tensor, calibrated ranges).
 #[derive(Module, Debug)]
@@ -269,6 +272,26 @@ mod tests {
                 "cnn {cnn}: {diff} against logits up to {scale}"
             );
         }
+    }
+
+    #[test]
+    fn sparsity_reports_leave_out_the_ranges_wherever_the_model_is_nested() {
+        let device = Device::flex();
+        device.seed(3);
+        let model = MlpConfig::new(64, vec![8], 3).init(&device).unwrap();
+        let total = |report: &[crate::LayerSparsity]| report.iter().map(|l| l.total).sum::<usize>();
+        let params = total(&crate::sparsity_report(&model));
+        assert_eq!(params, 64 * 8 + 8 + 8 * 3 + 3);
+        let q = StaticInt8::calibrate(model.clone(), [batch(&device, 8, 1)]).unwrap();
+        assert_eq!(total(&crate::sparsity_report(&q)), params);
+        // Nested as a distillation student, its ranges sit at `student.ranges`.
+        let nested = crate::Distillation::new(q, model, crate::DistillationConfig::new()).unwrap();
+        let report = crate::sparsity_report(&nested);
+        assert!(
+            report.iter().all(|l| !l.path.ends_with("ranges")),
+            "{report:?}"
+        );
+        assert_eq!(total(&report), params);
     }
 
     #[test]

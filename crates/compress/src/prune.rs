@@ -184,6 +184,8 @@ impl LayerSparsity {
 /// `<weight path>.prune_mask.mask`), so a base waits in `pending` until its mask, if any, arrives.
 struct SparsityVisitor {
     path: Vec<String>,
+    /// The struct that holds each entered field (burn's `Struct:TypeName`), beside `path`.
+    containers: Vec<String>,
     layers: Vec<LayerSparsity>,
     pending: Option<(String, Tensor<1>)>,
 }
@@ -203,17 +205,23 @@ impl SparsityVisitor {
 }
 
 impl ModuleVisitor for SparsityVisitor {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.pop();
+        self.containers.pop();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let path = self.path.join(".");
-        let metadata = path == crate::activations::RANGES
+        // A `StaticInt8`'s `ranges` field, wherever the `StaticInt8` is nested, or a per-channel scale.
+        let ranges = self.path.last().map(String::as_str) == Some(crate::activations::RANGES)
+            && self.containers.last().map(String::as_str)
+                == Some(crate::activations::RANGES_CONTAINER);
+        let metadata = ranges
             || self
                 .path
                 .iter()
@@ -248,6 +256,7 @@ impl ModuleVisitor for SparsityVisitor {
 pub fn sparsity_report<M: Module>(model: &M) -> Vec<LayerSparsity> {
     let mut visitor = SparsityVisitor {
         path: Vec::new(),
+        containers: Vec::new(),
         layers: Vec::new(),
         pending: None,
     };
