@@ -422,6 +422,7 @@ pub fn compress_all(
     }
     if parts.contains(&ReportPart::Distill) {
         let teacher = bench.mlp_teacher()?;
+        save_weights(&teacher, &settings.run_dir.join("weights/mlp-teacher.bpk"))?;
         distill_rows(
             &bench,
             teacher,
