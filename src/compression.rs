@@ -16,7 +16,7 @@ use kiln_data::{
     AugmentationConfig, ImageBatch, ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer,
     train_valid_split,
 };
-use kiln_models::persist::save_weights;
+use kiln_models::persist::{load_weights, save_weights};
 use kiln_models::{CnnConfig, HookedClassifier, Mlp, MlpConfig};
 use kiln_train::{
     ClassificationOutput, LrSchedule, RunOptions, StepOutput, Supervised, TrainingConfig,
@@ -263,7 +263,7 @@ impl Bench<'_> {
         Ok(times[times.len() / 2])
     }
 
-    /// Scores, saves and measures `model` as one report row.
+    /// Saves `model`, scores it as loaded back from the file, and measures it, as one report row.
     fn record<M>(
         &self,
         model: &M,
@@ -273,7 +273,6 @@ impl Bench<'_> {
     where
         M: Supervised<Batch = ImageBatch, Output = ClassificationOutput>,
     {
-        let test_accuracy = self.accuracy(model)?;
         let file = self.settings.run_dir.join("weights").join(format!(
             "{name}-{method}{}.bpk",
             variant
@@ -282,6 +281,8 @@ impl Bench<'_> {
                 .unwrap_or_default()
         ));
         save_weights(model, &file)?;
+        // Scored as loaded back from the file: the row's accuracy is that of what was saved.
+        let test_accuracy = self.accuracy(&load_weights(model.clone(), &file)?)?;
         let bytes_on_disk = std::fs::metadata(&file)
             .with_context(|| file.display().to_string())?
             .len();

@@ -130,7 +130,7 @@ pub fn write(
     }
     writeln!(
         md,
-        "\n![accuracy against size](accuracy_vs_size.png)\n\nUnstructured pruning zeroes weights but keeps \
+        "\n![accuracy against size](accuracy_vs_size.png)\n\nEvery model is saved, then scored as loaded back from its file. Unstructured pruning zeroes weights but keeps \
          the dense layout, so its files do not shrink (a sparse format would); the int8 files hold packed \
          8-bit weights with f32 scales (one per tensor, per block or per output channel), biases in f32; \
          W8A8 also rounds every layer's input to 256 levels over a range calibrated (MinMax) on 2,048 training \
