@@ -1,8 +1,11 @@
 """PyTorch's figure for `cargo xtask bench`'s workload, on the same machine.
 
-MLPs 784-256-128-10 and 784-512-256-10 and the CNNs (the seeds' 32c3-64c3-128 and LeNet-5), ReLU, cross-entropy, Adam (lr 1e-3), on the first 50 batches of the
-vendored MNIST training set (normalised with the mean/std of the first 10,000 images), cycled; 20 warm-up
-steps, then `--steps` timed steps. Prints samples/s per network and writes JSON.
+MLPs 784-256-128-10 and 784-512-256-10 and the CNNs (the seeds' 32c3-64c3-128 and LeNet-5), ReLU, and the
+recurrent classifiers, cross-entropy, Adam (lr 1e-3), on the first 50 batches of the vendored MNIST training
+set (normalised with the mean/std of the first 10,000 images), cycled; and train-all's Transformer language
+model (d128, 4 heads, 4 pre-norm GELU layers, feed-forward 512, learned positions, causal mask) on the first
+400 windows of 128 characters of the vendored Shakespeare training part, in batches of 8. 20 warm-up steps,
+then `--steps` timed steps. Prints samples/s per network and writes JSON.
 
     pip install torch numpy
     python3 scripts/bench_pytorch.py --batch 64 --steps 300 --out reports/bench/pytorch.json
@@ -16,6 +19,10 @@ import time
 import numpy as np
 import torch
 from torch import nn
+
+
+LM_CONTEXT = 128
+LM_BATCH = 8
 
 
 def mnist_images(path):
@@ -71,6 +78,41 @@ class RowsRecurrent(nn.Module):
         return self.output(h[-1])
 
 
+class TransformerLm(nn.Module):
+    """train-all's Transformer character language model (kiln_models::TransformerLm, no dropout)."""
+
+    def __init__(self, vocab, d=128, heads=4, layers=4, d_ff=512, context=LM_CONTEXT):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, d)
+        self.positions = nn.Embedding(context, d)
+        layer = nn.TransformerEncoderLayer(d, heads, d_ff, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.output = nn.Linear(d, vocab)
+        self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(context), persistent=False)
+
+    def forward(self, tokens):
+        steps = tokens.shape[1]
+        x = self.embedding(tokens) + self.positions(torch.arange(steps))
+        x = self.encoder(x, mask=self.causal[:steps, :steps], is_causal=True)
+        return self.output(self.norm(x))
+
+
+def shakespeare_batches(root):
+    """The first 50 batches of 8 non-overlapping 129-id windows of the training part (first 90%), ids as
+    kiln_data's CharVocab gives them (sorted characters from 1, 0 unknown)."""
+    with gzip.open(os.path.join(root, "shakespeare", "shakespeare.txt.gz"), "rt", encoding="utf-8") as f:
+        text = f.read()
+    train = text[: int(len(text) * 0.9)]
+    vocab = {c: i + 1 for i, c in enumerate(sorted(set(train)))}
+    n = 50 * LM_BATCH
+    ids = torch.tensor([vocab[c] for c in train[: n * LM_CONTEXT + 1]])
+    windows = torch.stack([ids[i * LM_CONTEXT : i * LM_CONTEXT + LM_CONTEXT + 1] for i in range(n)])
+    batches = [(w[:, :-1], w[:, 1:]) for w in windows.split(LM_BATCH)]
+    return len(vocab) + 1, batches
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
@@ -78,7 +120,8 @@ def main():
     ap.add_argument("--out", default="reports/bench/pytorch.json")
     ap.add_argument("--only", default=None, help="measure only networks whose name contains this text")
     args = ap.parse_args()
-    root = os.path.join(os.path.dirname(__file__), "..", "data", "mnist")
+    data = os.path.join(os.path.dirname(__file__), "..", "data")
+    root = os.path.join(data, "mnist")
     x = mnist_images(os.path.join(root, "train-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
     y = mnist_labels(os.path.join(root, "train-labels-idx1-ubyte.gz")).astype(np.int64)
     mean, std = x[:10000].mean(), x[:10000].std()
@@ -87,7 +130,13 @@ def main():
     ys = torch.from_numpy(y[:n])
     batches = [(xs[i : i + args.batch], ys[i : i + args.batch]) for i in range(0, n, args.batch)]
     figures = []
-    for name, model in networks():
+    workloads = [(name, model, batches, args.batch) for name, model in networks()]
+    lm_name = "Transformer LM d128 4L ctx128"
+    if not args.only or args.only in lm_name:
+        vocab, lm_batches = shakespeare_batches(data)
+        torch.manual_seed(0)
+        workloads.append((lm_name, TransformerLm(vocab), lm_batches, LM_BATCH))
+    for name, model, batches, batch in workloads:
         if args.only and args.only not in name:
             continue
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -98,7 +147,8 @@ def main():
             for i in range(steps):
                 bx, by = batches[i % len(batches)]
                 opt.zero_grad()
-                loss = loss_fn(model(bx), by)
+                out = model(bx)
+                loss = loss_fn(out.reshape(-1, out.shape[-1]), by.reshape(-1))
                 loss.backward()
                 opt.step()
             return float(loss)
@@ -107,11 +157,11 @@ def main():
         t = time.perf_counter()
         loss = run(args.steps)
         secs = time.perf_counter() - t
-        sps = args.steps * args.batch / secs
-        print(f"pytorch  {name:<22} batch {args.batch:>4}: {sps:>9.0f} samples/s "
+        sps = args.steps * batch / secs
+        print(f"pytorch  {name:<22} batch {batch:>4}: {sps:>9.0f} samples/s "
               f"({1000 * secs / args.steps:.2f} ms/step, final loss {loss:.3f}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
-        figures.append({"device": "pytorch-cpu", "network": name, "batch": args.batch, "steps": args.steps,
+        figures.append({"device": "pytorch-cpu", "network": name, "batch": batch, "steps": args.steps,
                         "samples_per_second": sps, "ms_per_step": 1000 * secs / args.steps})
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

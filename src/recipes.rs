@@ -505,6 +505,20 @@ pub const LM_LONG_WINDOW: usize = 1000;
 /// Context (and training window) of the Transformer language model, in characters.
 pub const TRANSFORMER_CONTEXT: usize = 128;
 
+/// train-all's Transformer language model over `vocab` token ids: d128, 4 heads, 4 pre-norm layers,
+/// feed-forward 512, learned positions over [`TRANSFORMER_CONTEXT`] characters.
+pub fn transformer_lm_config(vocab: usize) -> TransformerLmConfig {
+    let stack = EncoderStackConfig::new(128)
+        .with_n_heads(4)
+        .with_n_layers(4)
+        .with_d_ff(512)
+        // One pass over 4.5 M characters does not overfit a model this size: no dropout.
+        .with_dropout(0.0)
+        .with_positions(PositionKind::Learned)
+        .with_max_len(TRANSFORMER_CONTEXT);
+    TransformerLmConfig::new(vocab, stack)
+}
+
 /// A character-level language model on a text corpus split contiguously 90/5/5: an RNN, GRU or LSTM
 /// ([`kiln_models::CharLm`]) or a decoder-only Transformer ([`kiln_models::TransformerLm`]).
 ///
@@ -545,15 +559,7 @@ pub fn char_language_model(
     if model != ModelName::TransformerLm {
         bail!("{} is not a language model", model.as_str());
     }
-    let stack = EncoderStackConfig::new(128)
-        .with_n_heads(4)
-        .with_n_layers(4)
-        .with_d_ff(512)
-        // One pass over 4.5 M characters does not overfit a model this size: no dropout.
-        .with_dropout(0.0)
-        .with_positions(PositionKind::Learned)
-        .with_max_len(TRANSFORMER_CONTEXT);
-    let model_config = TransformerLmConfig::new(vocab, stack);
+    let model_config = transformer_lm_config(vocab);
     // One pass in batches of 8 windows (4,400 steps, about the LSTM's training time). Batches of 32, 16 and 8
     // were tried: validation loss 1.844, 1.742 and 1.681 nats/char (more, smaller steps win at equal time).
     let mut config = TrainingConfig::new(1, 8, 2e-3);

@@ -1,18 +1,25 @@
-//! `cargo xtask bench`: training throughput of MLPs and CNNs on real MNIST batches, per CPU backend.
+//! `cargo xtask bench`: training throughput of the MLPs, CNNs and recurrent classifiers on real MNIST batches
+//! and of the Transformer language model on real Shakespeare windows, per CPU backend.
 //!
 //! A hand-written loop (forward, cross-entropy, backward, Adam step) over batches prepared in advance, so
 //! that it times the same work as `scripts/bench_pytorch.py` does for PyTorch.
 
+use anyhow::Context;
 use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::train::ClassificationOutput;
-use kiln::data::{ImageBatch, ImageBatcher, ImageFolder, PixelNormalizer};
+use kiln::data::{
+    ImageBatch, ImageBatcher, ImageFolder, PixelNormalizer, TokenBatch, TokenBatcher, TokenWindows,
+};
 use kiln::models::{CellKind, CnnConfig, MlpConfig, RecurrentConfig, SequenceClassifierConfig};
+use kiln::recipes::{TRANSFORMER_CONTEXT, transformer_lm_config};
 use kiln::train::{DeviceChoice, StepOutput, Supervised};
 use serde::Serialize;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One measured workload.
@@ -37,7 +44,13 @@ enum Network {
     Recurrent(CellKind),
     /// The same LSTM classifier built on `burn::nn::Lstm`, for comparison.
     BurnLstm,
+    /// train-all's Transformer character language model (d128, 4 layers, 4 heads, feed-forward 512,
+    /// context 128) on Shakespeare windows, in batches of [`LM_BATCH`].
+    TransformerLm,
 }
+
+/// Windows per batch of the Transformer language model, as train-all trains it.
+const LM_BATCH: usize = 8;
 
 impl Network {
     fn name(self) -> String {
@@ -54,13 +67,14 @@ impl Network {
             Self::Cnn(true) => "CNN LeNet-5".into(),
             Self::Recurrent(cell) => format!("{} 28x28 h128", cell.name().to_uppercase()),
             Self::BurnLstm => "burn::nn::Lstm 28x28 h128".into(),
+            Self::TransformerLm => "Transformer LM d128 4L ctx128".into(),
         }
     }
 }
 
-/// The networks measured: the MLP PyTorch's figures in the notes use, train-all's MLP, the CNNs and the
-/// recurrent classifiers.
-const NETWORKS: [Network; 8] = [
+/// The networks measured: the MLP PyTorch's figures in the notes use, train-all's MLP, the CNNs, the
+/// recurrent classifiers and the Transformer language model.
+const NETWORKS: [Network; 9] = [
     Network::Mlp(&[256, 128]),
     Network::Mlp(&[512, 256]),
     Network::Cnn(false),
@@ -69,6 +83,7 @@ const NETWORKS: [Network; 8] = [
     Network::Recurrent(CellKind::Gru),
     Network::Recurrent(CellKind::Rnn),
     Network::BurnLstm,
+    Network::TransformerLm,
 ];
 
 /// An LSTM classifier on `burn::nn::Lstm` (last step → linear), to compare with Kiln's own LSTM.
@@ -89,11 +104,11 @@ impl Supervised for BurnLstmClassifier {
 }
 
 /// Runs warm-up then `steps` timed Adam steps; returns the last loss and the timed seconds.
-fn measure<M: Supervised<Batch = ImageBatch>>(
-    mut model: M,
-    batches: &[ImageBatch],
-    steps: usize,
-) -> (f32, f64) {
+fn measure<M>(mut model: M, batches: &[M::Batch], steps: usize) -> (f32, f64)
+where
+    M: Supervised,
+    M::Batch: Clone,
+{
     let mut optim = AdamConfig::new().init();
     let mut run = |n: usize, model: &mut M| {
         let mut last = None;
@@ -124,9 +139,18 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let mnist = ImageFolder::mnist()?;
     let items: Vec<_> = (0..DISTINCT_BATCHES * batch)
-        .map(|i| burn::data::dataset::Dataset::get(&mnist.train, i))
+        .map(|i| mnist.train.get(i))
         .collect::<Result<_, _>>()?;
     let batcher = ImageBatcher::new(PixelNormalizer::fit(&mnist.train.take(10_000)), 28, 28);
+    let shakespeare = kiln::data::text::shakespeare()?;
+    let windows = TokenWindows::new(Arc::clone(&shakespeare.train), TRANSFORMER_CONTEXT)?;
+    let windows: Vec<_> = (0..DISTINCT_BATCHES * LM_BATCH)
+        .map(|i| {
+            windows
+                .get(i)
+                .context("the Shakespeare training part is too short")
+        })
+        .collect::<Result<_, _>>()?;
     let mut figures = Vec::new();
     for &choice in devices {
         let device = choice.device().autodiff();
@@ -134,6 +158,12 @@ pub fn run(
             .chunks(batch)
             .map(|c| batcher.batch(c.to_vec(), &device))
             .collect();
+        let token_batches = |device: &Device| -> Vec<TokenBatch> {
+            windows
+                .chunks(LM_BATCH)
+                .map(|c| TokenBatcher.batch(c.to_vec(), device))
+                .collect()
+        };
         let chosen = NETWORKS
             .into_iter()
             .filter(|n| only.is_none_or(|text| n.name().contains(text)));
@@ -164,6 +194,14 @@ pub fn run(
                     };
                     measure(model, &batches, steps)
                 }
+                Network::TransformerLm => {
+                    let config = transformer_lm_config(shakespeare.vocab.len());
+                    measure(config.init(&device)?, &token_batches(&device), steps)
+                }
+            };
+            let batch = match network {
+                Network::TransformerLm => LM_BATCH,
+                _ => batch,
             };
             let fig = Figure {
                 device: choice.to_string(),

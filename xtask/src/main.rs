@@ -100,7 +100,8 @@ enum Task {
         #[arg(long)]
         lines: bool,
     },
-    /// Measure training throughput (samples/s) of the MLPs and CNNs on MNIST batches on each CPU backend.
+    /// Measure training throughput (samples/s) of the MLPs, CNNs and recurrent classifiers on MNIST batches
+    /// and of the Transformer LM on Shakespeare windows, on each CPU backend.
     Bench {
         /// Devices to measure (default: every one compiled in).
         #[arg(long)]
