@@ -3,7 +3,7 @@
 MLPs 784-256-128-10 and 784-512-256-10 and the CNNs (the seeds' 32c3-64c3-128 and LeNet-5), ReLU, and the
 recurrent classifiers, cross-entropy, Adam (lr 1e-3), on the first 50 batches of the vendored MNIST training
 set (normalised with the mean/std of the first 10,000 images), cycled; and train-all's Transformer language
-model (d128, 4 heads, 4 pre-norm GELU layers, feed-forward 512, learned positions, causal mask) on the first
+model (d128, 4 heads, 3 pre-norm GELU layers, feed-forward 512, learned positions, causal mask) on the first
 400 windows of 128 characters of the vendored Shakespeare training part, in batches of 8. 20 warm-up steps,
 then `--steps` timed steps. Prints samples/s per network and writes JSON.
 
@@ -81,7 +81,7 @@ class RowsRecurrent(nn.Module):
 class TransformerLm(nn.Module):
     """train-all's Transformer character language model (kiln_models::TransformerLm, no dropout)."""
 
-    def __init__(self, vocab, d=128, heads=4, layers=4, d_ff=512, context=LM_CONTEXT):
+    def __init__(self, vocab, d=128, heads=4, layers=3, d_ff=512, context=LM_CONTEXT):
         super().__init__()
         self.embedding = nn.Embedding(vocab, d)
         self.positions = nn.Embedding(context, d)
@@ -131,7 +131,7 @@ def main():
     batches = [(xs[i : i + args.batch], ys[i : i + args.batch]) for i in range(0, n, args.batch)]
     figures = []
     workloads = [(name, model, batches, args.batch) for name, model in networks()]
-    lm_name = "Transformer LM d128 4L ctx128"
+    lm_name = "Transformer LM d128 3L ctx128"
     if not args.only or args.only in lm_name:
         vocab, lm_batches = shakespeare_batches(data)
         torch.manual_seed(0)
@@ -151,7 +151,7 @@ def main():
                 loss = loss_fn(out.reshape(-1, out.shape[-1]), by.reshape(-1))
                 loss.backward()
                 opt.step()
-            return float(loss)
+            return float(loss.detach())
 
         run(20)
         t = time.perf_counter()

@@ -44,7 +44,7 @@ enum Network {
     Recurrent(CellKind),
     /// The same LSTM classifier built on `burn::nn::Lstm`, for comparison.
     BurnLstm,
-    /// train-all's Transformer character language model (d128, 4 layers, 4 heads, feed-forward 512,
+    /// train-all's Transformer character language model (d128, 3 layers, 4 heads, feed-forward 512,
     /// context 128) on Shakespeare windows, in batches of [`LM_BATCH`].
     TransformerLm,
 }
@@ -67,7 +67,7 @@ impl Network {
             Self::Cnn(true) => "CNN LeNet-5".into(),
             Self::Recurrent(cell) => format!("{} 28x28 h128", cell.name().to_uppercase()),
             Self::BurnLstm => "burn::nn::Lstm 28x28 h128".into(),
-            Self::TransformerLm => "Transformer LM d128 4L ctx128".into(),
+            Self::TransformerLm => "Transformer LM d128 3L ctx128".into(),
         }
     }
 }
