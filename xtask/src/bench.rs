@@ -44,8 +44,8 @@ enum Network {
     Recurrent(CellKind),
     /// The same LSTM classifier built on `burn::nn::Lstm`, for comparison.
     BurnLstm,
-    /// train-all's Transformer character language model (d128, 3 layers, 4 heads, feed-forward 512,
-    /// context 128) on Shakespeare windows, in batches of [`LM_BATCH`].
+    /// train-all's Transformer character language model ([`transformer_lm_config`]) on Shakespeare windows
+    /// of its context, in batches of [`LM_BATCH`].
     TransformerLm,
 }
 
