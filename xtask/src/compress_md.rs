@@ -135,8 +135,8 @@ pub fn write(
          8-bit weights with f32 scales (one per tensor, per block or per output channel), biases in f32; \
          W8A8 also rounds every layer's input to 256 levels over a range calibrated (MinMax) on 2,048 training \
          images, in float arithmetic (burn has no int8 kernels), so it shows the accuracy of int8 activations, \
-         not their speed. `baseline` for distillation rows is the teacher (a \
-         784-1200-1200-10 MLP). Latency: median of 20 forward passes of 256 test images after 3 warm-ups."
+         not their speed. `baseline` for distillation rows is the teacher \
+         (named in the row's variant). Latency: median of 20 forward passes of 256 test images after 3 warm-ups."
     )?;
     if !report.notes.is_empty() {
         writeln!(md, "\n## Choices made on the validation split\n")?;

@@ -95,7 +95,7 @@ enum Task {
         /// Run only these parts (comma-separated: mlp, cnn, distill); their rows replace those of the
         /// report already in `--out`, if any.
         #[arg(long, value_delimiter = ',')]
-        only: Vec<Part>,
+        only: Vec<ReportPart>,
         /// Print one line per epoch instead of burn's terminal dashboard.
         #[arg(long)]
         lines: bool,
@@ -195,7 +195,7 @@ fn main() -> anyhow::Result<()> {
             let parts: Vec<ReportPart> = if only.is_empty() {
                 ReportPart::ALL.to_vec()
             } else {
-                only.iter().map(|p| p.part()).collect()
+                only
             };
             let settings = RunSettings {
                 device,
@@ -440,25 +440,4 @@ fn train_all(
         out.display()
     );
     Ok(())
-}
-
-/// A part of `cargo xtask compress`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Part {
-    /// The MLP pruned and quantized.
-    Mlp,
-    /// The CNN pruned and quantized.
-    Cnn,
-    /// Distillation and the distil → prune → quantize pipeline.
-    Distill,
-}
-
-impl Part {
-    fn part(self) -> ReportPart {
-        match self {
-            Part::Mlp => ReportPart::Mlp,
-            Part::Cnn => ReportPart::Cnn,
-            Part::Distill => ReportPart::Distill,
-        }
-    }
 }

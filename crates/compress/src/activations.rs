@@ -76,9 +76,9 @@ pub struct StaticInt8<M: Module> {
     /// `[min₀, max₀, min₁, max₁, …]`: the calibrated input range of each layer in [`Self::layers`]; saved with
     /// the weights, never trained.
     pub ranges: Param<Tensor<1>>,
-    /// Layer names in forward order.
+    /// The calibrated layers, in forward order.
     #[module(skip)]
-    pub layers: Vec<String>,
+    pub layers: Vec<Layer>,
 }
 
 impl<M: HookedClassifier> StaticInt8<M> {
@@ -117,28 +117,23 @@ impl<M: HookedClassifier> StaticInt8<M> {
         Ok(Self {
             model: ptq_int8_per_channel(model),
             ranges: Param::from_tensor(ranges).set_require_grad(false),
-            layers: observer
-                .ranges
-                .iter()
-                .map(|(layer, _, _)| layer.to_string())
-                .collect(),
+            layers: observer.ranges.iter().map(|(layer, _, _)| *layer).collect(),
         })
     }
 }
 
 /// Rounds each layer input to its calibrated int8 levels.
 struct QuantizeInputs<'a> {
-    layers: &'a [String],
+    layers: &'a [Layer],
     ranges: Tensor<1>,
 }
 
 impl LayerInputHook for QuantizeInputs<'_> {
     fn layer_input<const D: usize>(&mut self, layer: Layer, input: Tensor<D>) -> Tensor<D> {
-        let name = layer.to_string();
         let Some(i) = self
             .layers
             .iter()
-            .position(|calibrated| *calibrated == name)
+            .position(|&calibrated| calibrated == layer)
         else {
             panic!("layer {layer} was not calibrated: calibrate the model it belongs to");
         };
@@ -228,7 +223,7 @@ mod tests {
                     .unwrap();
                 let q = StaticInt8::calibrate(model.clone(), [batch(&device, 32, 10)]).unwrap();
                 assert_eq!(
-                    q.layers,
+                    q.layers.iter().map(Layer::to_string).collect::<Vec<_>>(),
                     ["blocks.0.conv", "blocks.1.conv", "hidden.0", "output"]
                 );
                 (
@@ -238,7 +233,10 @@ mod tests {
             } else {
                 let model = MlpConfig::new(64, vec![32], 3).init(&device).unwrap();
                 let q = StaticInt8::calibrate(model.clone(), [batch(&device, 32, 10)]).unwrap();
-                assert_eq!(q.layers, ["hidden.0", "output"]);
+                assert_eq!(
+                    q.layers.iter().map(Layer::to_string).collect::<Vec<_>>(),
+                    ["hidden.0", "output"]
+                );
                 // Saved and loaded into a freshly calibrated model of the same shape: the ranges come back.
                 let file =
                     std::env::temp_dir().join(format!("kiln-w8a8-{}.bpk", std::process::id()));
