@@ -5,7 +5,9 @@ recurrent classifiers, cross-entropy, Adam (lr 1e-3), on the first 50 batches of
 set (normalised with the mean/std of the first 10,000 images), cycled; and train-all's Transformer language
 model (d128, 4 heads, 3 pre-norm GELU layers, feed-forward 512, learned positions, causal mask) on the first
 400 windows of 128 characters of the vendored Shakespeare training part, in batches of 8. 20 warm-up steps,
-then `--steps` timed steps. Prints samples/s per network and writes JSON.
+then `--steps` timed steps, on `--threads` threads (default 2, as the 2-core machine gives Kiln). Prints
+samples/s per network and writes JSON. `cargo xtask bench --vs-pytorch` runs it once per measurement with
+`--network NAME`, alternating with Kiln.
 
     pip install torch numpy
     python3 scripts/bench_pytorch.py --batch 64 --steps 300 --out reports/bench/pytorch.json
@@ -119,7 +121,16 @@ def main():
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--out", default="reports/bench/pytorch.json")
     ap.add_argument("--only", default=None, help="measure only networks whose name contains this text")
+    ap.add_argument("--network", default=None, help="measure only the network of exactly this name")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--quiet", action="store_true", help="print nothing; write the JSON only")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    def wanted(name):
+        if args.network is not None:
+            return name == args.network
+        return not args.only or args.only in name
     data = os.path.join(os.path.dirname(__file__), "..", "data")
     root = os.path.join(data, "mnist")
     x = mnist_images(os.path.join(root, "train-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
@@ -130,15 +141,15 @@ def main():
     ys = torch.from_numpy(y[:n])
     batches = [(xs[i : i + args.batch], ys[i : i + args.batch]) for i in range(0, n, args.batch)]
     figures = []
-    workloads = [(name, model, batches, args.batch) for name, model in networks()]
+    workloads = [(name, model, batches, args.batch) for name, model in networks() if wanted(name)]
     lm_name = "Transformer LM d128 3L ctx128"
-    if not args.only or args.only in lm_name:
+    if wanted(lm_name):
         vocab, lm_batches = shakespeare_batches(data)
         torch.manual_seed(0)
         workloads.append((lm_name, TransformerLm(vocab), lm_batches, LM_BATCH))
+    if not workloads:
+        raise SystemExit(f"no network matches --network {args.network!r} / --only {args.only!r}")
     for name, model, batches, batch in workloads:
-        if args.only and args.only not in name:
-            continue
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         loss_fn = nn.CrossEntropyLoss()
 
@@ -158,9 +169,10 @@ def main():
         loss = run(args.steps)
         secs = time.perf_counter() - t
         sps = args.steps * batch / secs
-        print(f"pytorch  {name:<22} batch {batch:>4}: {sps:>9.0f} samples/s "
-              f"({1000 * secs / args.steps:.2f} ms/step, final loss {loss:.3f}, "
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
+        if not args.quiet:
+            print(f"pytorch  {name:<22} batch {batch:>4}: {sps:>9.0f} samples/s "
+                  f"({1000 * secs / args.steps:.2f} ms/step, final loss {loss:.3f}, "
+                  f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
         figures.append({"device": "pytorch-cpu", "network": name, "batch": batch, "steps": args.steps,
                         "samples_per_second": sps, "ms_per_step": 1000 * secs / args.steps})
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -12,7 +12,8 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::train::ClassificationOutput;
 use kiln::data::{
-    ImageBatch, ImageBatcher, ImageFolder, PixelNormalizer, TokenBatch, TokenBatcher, TokenWindows,
+    ImageBatch, ImageBatcher, ImageFolder, ImageItem, PixelNormalizer, TokenBatch, TokenBatcher,
+    TokenSequence, TokenWindows,
 };
 use kiln::models::{CellKind, CnnConfig, MlpConfig, RecurrentConfig, SequenceClassifierConfig};
 use kiln::recipes::{TRANSFORMER_CONTEXT, transformer_lm_config};
@@ -24,18 +25,26 @@ use std::time::Instant;
 
 /// One measured workload.
 #[derive(Debug, Serialize)]
-struct Figure {
-    device: String,
-    network: String,
-    batch: usize,
-    steps: usize,
-    samples_per_second: f64,
-    ms_per_step: f64,
+pub struct Figure {
+    /// The device (`flex`, `ndarray`).
+    pub device: String,
+    /// The network's name ([`Network::name`]).
+    pub network: String,
+    /// Samples per step.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Training samples per second over the timed steps.
+    pub samples_per_second: f64,
+    /// Milliseconds per timed step.
+    pub ms_per_step: f64,
+    /// The loss of the last step.
+    pub final_loss: f32,
 }
 
 /// A network measured.
-#[derive(Clone, Copy)]
-enum Network {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Network {
     /// An MLP with these hidden sizes.
     Mlp(&'static [usize]),
     /// The seeds' CNN (`false`) or LeNet-5 (`true`).
@@ -53,7 +62,21 @@ enum Network {
 const LM_BATCH: usize = 8;
 
 impl Network {
-    fn name(self) -> String {
+    /// Samples per step: `batch` for the image networks, [`LM_BATCH`] windows for the language model.
+    pub fn batch(self, batch: usize) -> usize {
+        match self {
+            Self::TransformerLm => LM_BATCH,
+            _ => batch,
+        }
+    }
+
+    /// Whether `scripts/bench_pytorch.py` has the same network (it has all but [`Network::BurnLstm`]).
+    pub fn in_pytorch(self) -> bool {
+        self != Self::BurnLstm
+    }
+
+    /// The name printed and written, shared with `scripts/bench_pytorch.py`.
+    pub fn name(self) -> String {
         match self {
             Self::Mlp(hidden) => format!(
                 "MLP 784-{}-10",
@@ -129,6 +152,126 @@ where
 const WARMUP_STEPS: usize = 20;
 const DISTINCT_BATCHES: usize = 50;
 
+/// The data every workload trains on, prepared once: [`DISTINCT_BATCHES`] MNIST batches and as many
+/// Shakespeare batches of [`LM_BATCH`] windows.
+pub struct Workloads {
+    images: Vec<ImageItem>,
+    batcher: ImageBatcher,
+    windows: Vec<TokenSequence>,
+    vocab: usize,
+    batch: usize,
+}
+
+impl Workloads {
+    /// Reads the vendored MNIST and Shakespeare and cuts `batch`-sized image batches.
+    pub fn load(batch: usize) -> anyhow::Result<Self> {
+        let mnist = ImageFolder::mnist()?;
+        let images: Vec<_> = (0..DISTINCT_BATCHES * batch)
+            .map(|i| mnist.train.get(i))
+            .collect::<Result<_, _>>()?;
+        let batcher = ImageBatcher::new(PixelNormalizer::fit(&mnist.train.take(10_000)), 28, 28);
+        let shakespeare = kiln::data::text::shakespeare()?;
+        let windows = TokenWindows::new(Arc::clone(&shakespeare.train), TRANSFORMER_CONTEXT)?;
+        let windows: Vec<_> = (0..DISTINCT_BATCHES * LM_BATCH)
+            .map(|i| {
+                windows
+                    .get(i)
+                    .context("the Shakespeare training part is too short")
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            images,
+            batcher,
+            windows,
+            vocab: shakespeare.vocab.len(),
+            batch,
+        })
+    }
+
+    /// Trains `network` for warm-up and `steps` timed steps on `choice` and returns its figure.
+    pub fn measure(
+        &self,
+        network: Network,
+        choice: DeviceChoice,
+        steps: usize,
+    ) -> anyhow::Result<Figure> {
+        let device = choice.device().autodiff();
+        device.seed(0);
+        let image_batches = || -> Vec<ImageBatch> {
+            self.images
+                .chunks(self.batch)
+                .map(|c| self.batcher.batch(c.to_vec(), &device))
+                .collect()
+        };
+        let (loss, seconds) = match network {
+            Network::Mlp(hidden) => {
+                let model = MlpConfig::new(784, hidden.to_vec(), 10).init(&device)?;
+                measure(model, &image_batches(), steps)
+            }
+            Network::Cnn(lenet) => {
+                let config = if lenet {
+                    CnnConfig::lenet5(28, 28, 10)
+                } else {
+                    CnnConfig::new(1, 28, 28, 10)
+                };
+                measure(config.init(&device)?, &image_batches(), steps)
+            }
+            Network::Recurrent(cell) => {
+                let config = SequenceClassifierConfig::new(RecurrentConfig::new(cell, 28, 128), 10);
+                measure(config.init(&device)?, &image_batches(), steps)
+            }
+            Network::BurnLstm => {
+                let model = BurnLstmClassifier {
+                    lstm: LstmConfig::new(28, 128, true).init(&device),
+                    output: LinearConfig::new(128, 10).init(&device),
+                };
+                measure(model, &image_batches(), steps)
+            }
+            Network::TransformerLm => {
+                let batches: Vec<TokenBatch> = self
+                    .windows
+                    .chunks(LM_BATCH)
+                    .map(|c| TokenBatcher.batch(c.to_vec(), &device))
+                    .collect();
+                let config = transformer_lm_config(self.vocab);
+                measure(config.init(&device)?, &batches, steps)
+            }
+        };
+        let batch = network.batch(self.batch);
+        Ok(Figure {
+            device: choice.to_string(),
+            network: network.name(),
+            batch,
+            steps,
+            samples_per_second: (steps * batch) as f64 / seconds,
+            ms_per_step: 1000.0 * seconds / steps as f64,
+            final_loss: loss,
+        })
+    }
+}
+
+impl Figure {
+    /// One line: device, network, batch, samples/s, ms a step and the final loss.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<8} {:<30} batch {:>4}: {:>9.0} samples/s ({:.2} ms/step, final loss {:.3})",
+            self.device,
+            self.network,
+            self.batch,
+            self.samples_per_second,
+            self.ms_per_step,
+            self.final_loss
+        )
+    }
+}
+
+/// The networks of [`NETWORKS`] whose name contains `only` (all of them without it).
+pub fn chosen(only: Option<&str>) -> impl Iterator<Item = Network> {
+    NETWORKS
+        .into_iter()
+        .filter(move |n| only.is_none_or(|text| n.name().contains(text)))
+}
+
 /// Measures every network of [`NETWORKS`] (or those whose name contains `only`) on each device.
 pub fn run(
     devices: &[DeviceChoice],
@@ -137,91 +280,25 @@ pub fn run(
     out: &Path,
     only: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mnist = ImageFolder::mnist()?;
-    let items: Vec<_> = (0..DISTINCT_BATCHES * batch)
-        .map(|i| mnist.train.get(i))
-        .collect::<Result<_, _>>()?;
-    let batcher = ImageBatcher::new(PixelNormalizer::fit(&mnist.train.take(10_000)), 28, 28);
-    let shakespeare = kiln::data::text::shakespeare()?;
-    let windows = TokenWindows::new(Arc::clone(&shakespeare.train), TRANSFORMER_CONTEXT)?;
-    let windows: Vec<_> = (0..DISTINCT_BATCHES * LM_BATCH)
-        .map(|i| {
-            windows
-                .get(i)
-                .context("the Shakespeare training part is too short")
-        })
-        .collect::<Result<_, _>>()?;
+    let workloads = Workloads::load(batch)?;
     let mut figures = Vec::new();
     for &choice in devices {
-        let device = choice.device().autodiff();
-        let batches: Vec<ImageBatch> = items
-            .chunks(batch)
-            .map(|c| batcher.batch(c.to_vec(), &device))
-            .collect();
-        let token_batches = |device: &Device| -> Vec<TokenBatch> {
-            windows
-                .chunks(LM_BATCH)
-                .map(|c| TokenBatcher.batch(c.to_vec(), device))
-                .collect()
-        };
-        let chosen = NETWORKS
-            .into_iter()
-            .filter(|n| only.is_none_or(|text| n.name().contains(text)));
-        for network in chosen {
-            device.seed(0);
-            let (loss, seconds) = match network {
-                Network::Mlp(hidden) => {
-                    let model = MlpConfig::new(784, hidden.to_vec(), 10).init(&device)?;
-                    measure(model, &batches, steps)
-                }
-                Network::Cnn(lenet) => {
-                    let config = if lenet {
-                        CnnConfig::lenet5(28, 28, 10)
-                    } else {
-                        CnnConfig::new(1, 28, 28, 10)
-                    };
-                    measure(config.init(&device)?, &batches, steps)
-                }
-                Network::Recurrent(cell) => {
-                    let config =
-                        SequenceClassifierConfig::new(RecurrentConfig::new(cell, 28, 128), 10);
-                    measure(config.init(&device)?, &batches, steps)
-                }
-                Network::BurnLstm => {
-                    let model = BurnLstmClassifier {
-                        lstm: LstmConfig::new(28, 128, true).init(&device),
-                        output: LinearConfig::new(128, 10).init(&device),
-                    };
-                    measure(model, &batches, steps)
-                }
-                Network::TransformerLm => {
-                    let config = transformer_lm_config(shakespeare.vocab.len());
-                    measure(config.init(&device)?, &token_batches(&device), steps)
-                }
-            };
-            let batch = match network {
-                Network::TransformerLm => LM_BATCH,
-                _ => batch,
-            };
-            let fig = Figure {
-                device: choice.to_string(),
-                network: network.name(),
-                batch,
-                steps,
-                samples_per_second: (steps * batch) as f64 / seconds,
-                ms_per_step: 1000.0 * seconds / steps as f64,
-            };
-            println!(
-                "{:<8} {:<22} batch {:>4}: {:>9.0} samples/s ({:.2} ms/step, final loss {:.3})",
-                fig.device, fig.network, batch, fig.samples_per_second, fig.ms_per_step, loss
-            );
+        for network in chosen(only) {
+            let fig = workloads.measure(network, choice, steps)?;
+            println!("{}", fig.line());
             figures.push(fig);
         }
     }
+    write_json(out, &figures)
+}
+
+/// Writes `value` as pretty JSON to `out`, creating its folder.
+pub fn write_json(out: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(out, serde_json::to_string_pretty(&figures)? + "\n")?;
+    std::fs::write(out, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {}", out.display());
     Ok(())
 }

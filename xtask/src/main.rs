@@ -3,6 +3,7 @@
 mod bench;
 mod compress_md;
 mod report_md;
+mod vs_pytorch;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -112,12 +113,20 @@ enum Task {
         /// Timed steps per device (after 20 warm-up steps).
         #[arg(long, default_value_t = 300)]
         steps: usize,
-        /// Where to write the figures as JSON.
-        #[arg(long, default_value = "reports/bench/bench.json")]
-        out: PathBuf,
+        /// Where to write the figures as JSON (default `reports/bench/bench.json`, with `--vs-pytorch`
+        /// `reports/bench/vs-pytorch.json`).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Measure only the networks whose name contains this text (e.g. `CNN`, `LeNet`, `LSTM`).
         #[arg(long)]
         only: Option<String>,
+        /// Kiln (flex) against PyTorch (`scripts/bench_pytorch.py`), alternately, with the same threads;
+        /// prints the medians and the median ratio per workload.
+        #[arg(long)]
+        vs_pytorch: bool,
+        /// Kiln–PyTorch pairs per workload with `--vs-pytorch` (at least 3).
+        #[arg(long, default_value_t = 3)]
+        pairs: usize,
     },
 }
 
@@ -239,7 +248,25 @@ fn main() -> anyhow::Result<()> {
             steps,
             out,
             only,
+            vs_pytorch,
+            pairs,
         } => {
+            if vs_pytorch {
+                anyhow::ensure!(
+                    device.is_empty(),
+                    "--vs-pytorch always measures Kiln on flex; drop --device"
+                );
+                let out = out.unwrap_or_else(|| "reports/bench/vs-pytorch.json".into());
+                return vs_pytorch::VsPytorch {
+                    batch,
+                    steps,
+                    pairs,
+                    only: only.as_deref(),
+                    out: &out,
+                }
+                .run();
+            }
+            let out = out.unwrap_or_else(|| "reports/bench/bench.json".into());
             let devices = if device.is_empty() {
                 DeviceChoice::available()
                     .into_iter()
