@@ -12,6 +12,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use kiln_data::ImageBatch;
+use kiln_kernels::conv;
 use kiln_train::{ClassificationOutput, Supervised, loss};
 
 /// Configuration of a [`Cnn`]. The default layers are the seeds' network: conv(1→32, 3×3, pad 1) – ReLU –
@@ -152,6 +153,39 @@ impl CnnConfig {
     }
 }
 
+/// `conv.forward(x)`: on flex as Kiln's fused convolution (whose gradients are single GEMMs,
+/// [`kiln_kernels::conv`]), elsewhere — and for grouped, dilated or asymmetrically padded convolutions —
+/// as burn's.
+pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
+    };
+    let weight = conv.weight.val();
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    // Quantized weights (kiln-compress's int8 models) are not f32 and take burn's path.
+    let fusable = conv.groups == 1
+        && conv.dilation == [1, 1]
+        && conv::fused_available(&x)
+        && kiln_kernels::on_flex_f32(&weight)
+        && bias.as_ref().is_none_or(kiln_kernels::on_flex_f32);
+    match padding {
+        Some(padding) if fusable => conv::conv2d(
+            x,
+            weight,
+            bias,
+            conv::ConvSpec {
+                stride: conv.stride,
+                padding,
+            },
+        ),
+        _ => conv.forward(x),
+    }
+}
+
 /// One convolution block.
 #[derive(Module, Debug)]
 pub struct ConvBlock {
@@ -203,7 +237,7 @@ impl Cnn {
         check_shape("cnn", &[None, Some(c), Some(h), Some(w)], &images.dims())?;
         let mut x = images;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.conv.forward(hook.layer_input(Layer::Conv(i), x));
+            x = convolve(&block.conv, hook.layer_input(Layer::Conv(i), x));
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
@@ -264,6 +298,84 @@ impl HookedClassifier for Cnn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kiln's fused convolution and burn's `Conv2d` give the same outputs and the same gradients of the
+    /// input, weight and bias, for strides, paddings, odd sizes and no bias.
+    #[test]
+    fn fused_convolution_equals_burns_with_gradients() {
+        use burn::tensor::{Distribution, Tolerance};
+        let device = Device::flex().autodiff();
+        let cases = [
+            // (batch, in, out, h, w, kernel, stride, padding, bias)
+            (
+                2,
+                3,
+                4,
+                5,
+                6,
+                [3, 3],
+                [1, 1],
+                PaddingConfig2d::Explicit(1, 1, 1, 1),
+                true,
+            ),
+            (
+                3,
+                2,
+                5,
+                7,
+                5,
+                [5, 3],
+                [2, 1],
+                PaddingConfig2d::Explicit(2, 0, 2, 0),
+                true,
+            ),
+            (1, 1, 2, 4, 4, [2, 2], [2, 2], PaddingConfig2d::Valid, false),
+            (4, 6, 3, 9, 8, [3, 3], [1, 1], PaddingConfig2d::Valid, true),
+        ];
+        for (batch, c_in, c_out, h, w, kernel, stride, padding, bias) in cases {
+            device.seed(5);
+            let conv = Conv2dConfig::new([c_in, c_out], kernel)
+                .with_stride(stride)
+                .with_padding(padding.clone())
+                .with_bias(bias)
+                .init(&device);
+            let x =
+                Tensor::<4>::random([batch, c_in, h, w], Distribution::Normal(0.0, 1.0), &device)
+                    .require_grad();
+            let run = |fused: bool| {
+                let y = if fused {
+                    convolve(&conv, x.clone())
+                } else {
+                    conv.forward(x.clone())
+                };
+                // The same loss weights in both runs.
+                device.seed(9);
+                let weights =
+                    Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
+                let grads = (y.clone() * weights).sum().backward();
+                let mut out = vec![
+                    y.inner().into_data(),
+                    x.grad(&grads).expect("x grad").into_data(),
+                    conv.weight
+                        .val()
+                        .grad(&grads)
+                        .expect("weight grad")
+                        .into_data(),
+                ];
+                out.extend(
+                    conv.bias
+                        .as_ref()
+                        .map(|b| b.val().grad(&grads).expect("bias grad").into_data()),
+                );
+                out
+            };
+            let (fused, burn) = (run(true), run(false));
+            assert_eq!(fused.len(), burn.len());
+            for (a, b) in fused.iter().zip(&burn) {
+                a.assert_approx_eq::<f32>(b, Tolerance::absolute(1e-4));
+            }
+        }
+    }
 
     #[test]
     fn flattened_size_is_computed_for_several_image_sizes_and_channels() {

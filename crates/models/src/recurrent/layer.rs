@@ -8,12 +8,17 @@
 //! `bias_ih`, `bias_hh` (gate order LSTM `i, f, g, o`; GRU `r, z, n`), projects the whole input sequence
 //! with one matmul, and does one matmul a step. The parity tests (`tests/torch_parity.rs`) check it
 //! against `torch.nn.{RNN, GRU, LSTM}`.
+//!
+//! On burn's flex backend each direction runs as one fused op with a hand-written backward pass through
+//! time ([`kiln_kernels::recurrent`]); on every other backend it runs as the generic tensor ops below. The
+//! tests here check that both give the same outputs, states and gradients.
 
 use crate::{ModelError, check_shape};
 use burn::module::{Initializer, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
+use kiln_kernels::recurrent;
 use serde::{Deserialize, Serialize};
 
 /// Which recurrent cell.
@@ -45,6 +50,16 @@ impl CellKind {
             Self::Rnn => "rnn",
             Self::Gru => "gru",
             Self::Lstm => "lstm",
+        }
+    }
+}
+
+impl CellKind {
+    fn kernel_cell(self) -> recurrent::Cell {
+        match self {
+            Self::Rnn => recurrent::Cell::Rnn,
+            Self::Gru => recurrent::Cell::Gru,
+            Self::Lstm => recurrent::Cell::Lstm,
         }
     }
 }
@@ -201,8 +216,54 @@ impl Direction {
     }
 
     /// Runs the direction over `x` (`[batch, steps, input]`); `valid` is `[batch, steps]` with 1 for real
-    /// steps and 0 for padding. Padded steps leave the state as it was and output zeros.
+    /// steps and 0 for padding. Padded steps leave the state as it was and output zeros. Fused on flex,
+    /// generic elsewhere.
     fn run(
+        &self,
+        cell: CellKind,
+        x: Tensor<3>,
+        valid: Option<&Tensor<2>>,
+        carry: Carry,
+        reverse: bool,
+    ) -> (Tensor<3>, Carry) {
+        let fusable = recurrent::fused_available(&x)
+            && kiln_kernels::on_flex_f32(&self.weight_ih.val())
+            && kiln_kernels::on_flex_f32(&self.weight_hh.val())
+            && kiln_kernels::on_flex_f32(&self.bias_ih.val())
+            && kiln_kernels::on_flex_f32(&self.bias_hh.val());
+        if fused_recurrent_enabled() && fusable {
+            self.run_fused(cell, x, valid, carry, reverse)
+        } else {
+            self.run_generic(cell, x, valid, carry, reverse)
+        }
+    }
+
+    /// [`Direction::run`] as one fused op.
+    fn run_fused(
+        &self,
+        cell: CellKind,
+        x: Tensor<3>,
+        valid: Option<&Tensor<2>>,
+        carry: Carry,
+        reverse: bool,
+    ) -> (Tensor<3>, Carry) {
+        let out = recurrent::run_direction(recurrent::DirectionInput {
+            cell: cell.kernel_cell(),
+            x,
+            w_ih: self.weight_ih.val(),
+            w_hh: self.weight_hh.val(),
+            b_ih: self.bias_ih.val(),
+            b_hh: self.bias_hh.val(),
+            h0: carry.h,
+            c0: carry.c,
+            valid: valid.cloned(),
+            reverse,
+        });
+        (out.output, Carry { h: out.h, c: out.c })
+    }
+
+    /// [`Direction::run`] as burn's generic tensor ops, step by step (any backend).
+    fn run_generic(
         &self,
         cell: CellKind,
         x: Tensor<3>,
@@ -262,6 +323,13 @@ impl Direction {
         }
         (Tensor::stack(outputs, 1), carry)
     }
+}
+
+/// Whether flex runs the fused recurrent op: on unless `KILN_FUSED_RECURRENT=0`, which benchmarks the generic
+/// path against it.
+fn fused_recurrent_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("KILN_FUSED_RECURRENT").map_or(true, |v| v != "0"))
 }
 
 /// `tanh(x)` as `2·σ(2x) − 1`: the same function (to float rounding, and checked against PyTorch by the
@@ -465,6 +533,129 @@ mod tests {
         let device = Device::flex();
         device.seed(3);
         Tensor::random([batch, steps, d], Distribution::Normal(0.0, 1.0), &device)
+    }
+
+    /// The fused flex op and the generic step-by-step ops give the same outputs, final states and
+    /// gradients (input, initial state, every weight) for every cell, direction and padding, at odd sizes.
+    #[test]
+    fn fused_direction_equals_the_generic_path_with_gradients() {
+        let device = Device::flex().autodiff();
+        for cell in [CellKind::Rnn, CellKind::Gru, CellKind::Lstm] {
+            for (batch, steps, d_in, hidden) in [(3, 5, 4, 7), (1, 1, 2, 3), (4, 9, 5, 2)] {
+                for (reverse, masked) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
+                    device.seed(11);
+                    let dir = Direction::init(cell, d_in, hidden, &device);
+                    let normal = Distribution::Normal(0.0, 1.0);
+                    let x =
+                        Tensor::<3>::random([batch, steps, d_in], normal, &device).require_grad();
+                    let h0 = Tensor::<2>::random([batch, hidden], normal, &device).require_grad();
+                    let c0 = Tensor::<2>::random([batch, hidden], normal, &device).require_grad();
+                    let valid = masked.then(|| {
+                        let lengths: Vec<usize> = (0..batch).map(|b| steps - b % steps).collect();
+                        let rows: Vec<f32> = (0..batch * steps)
+                            .map(|i| f32::from(i % steps < lengths[i / steps]))
+                            .collect();
+                        Tensor::<2>::from_data(TensorData::new(rows, [batch, steps]), &device)
+                    });
+                    // A loss touching the outputs and both final states with distinct weights.
+                    let wy = Tensor::<3>::random([batch, steps, hidden], normal, &device);
+                    let wh = Tensor::<2>::random([batch, hidden], normal, &device);
+                    let run = |fused: bool| {
+                        let carry = Carry {
+                            h: h0.clone(),
+                            c: (cell == CellKind::Lstm).then(|| c0.clone()),
+                        };
+                        let (y, carry) = if fused {
+                            dir.run_fused(cell, x.clone(), valid.as_ref(), carry, reverse)
+                        } else {
+                            dir.run_generic(cell, x.clone(), valid.as_ref(), carry, reverse)
+                        };
+                        let mut loss =
+                            (y.clone() * wy.clone()).sum() + (carry.h.clone() * wh.clone()).sum();
+                        if let Some(c) = &carry.c {
+                            loss = loss + (c.clone() * wh.clone() * 0.5).sum();
+                        }
+                        let grads = loss.backward();
+                        let mut values = vec![y.inner().into_data(), carry.h.inner().into_data()];
+                        values.extend(carry.c.map(|c| c.inner().into_data()));
+                        let mut grad_data = vec![
+                            x.grad(&grads).expect("x grad").into_data(),
+                            h0.grad(&grads).expect("h0 grad").into_data(),
+                            dir.weight_ih
+                                .val()
+                                .grad(&grads)
+                                .expect("w_ih grad")
+                                .into_data(),
+                            dir.weight_hh
+                                .val()
+                                .grad(&grads)
+                                .expect("w_hh grad")
+                                .into_data(),
+                            dir.bias_ih
+                                .val()
+                                .grad(&grads)
+                                .expect("b_ih grad")
+                                .into_data(),
+                            dir.bias_hh
+                                .val()
+                                .grad(&grads)
+                                .expect("b_hh grad")
+                                .into_data(),
+                        ];
+                        if cell == CellKind::Lstm {
+                            grad_data.push(c0.grad(&grads).expect("c0 grad").into_data());
+                        }
+                        (values, grad_data)
+                    };
+                    let (fused_values, fused_grads) = run(true);
+                    let (generic_values, generic_grads) = run(false);
+                    let tol = Tolerance::absolute(1e-4);
+                    for (a, b) in fused_values.iter().zip(&generic_values) {
+                        a.assert_approx_eq::<f32>(b, tol);
+                    }
+                    for (a, b) in fused_grads.iter().zip(&generic_grads) {
+                        a.assert_approx_eq::<f32>(b, tol);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A whole stack (two bidirectional layers, masked) gives the same results on flex (fused) as on
+    /// ndarray (generic), with the same weights.
+    #[test]
+    #[allow(deprecated)] // ndarray runs the generic path
+    fn a_stack_on_flex_equals_the_same_stack_on_ndarray() {
+        for cell in [CellKind::Rnn, CellKind::Gru, CellKind::Lstm] {
+            let flex = Device::flex();
+            let config = RecurrentConfig::new(cell, 3, 5)
+                .with_num_layers(2)
+                .with_bidirectional(true);
+            let model = config.init(&flex).unwrap();
+            let on_ndarray = model.clone().to_device(&Device::ndarray());
+            let x = input(2, 6, 3);
+            let mask = Tensor::<2, Bool>::from_data(
+                TensorData::from([[true; 6], [true, true, true, true, false, false]]),
+                &flex,
+            );
+            let (y_flex, s_flex) = model
+                .try_forward(x.clone(), None, Some(mask.clone()))
+                .unwrap();
+            let nd = Device::ndarray();
+            let (y_nd, s_nd) = on_ndarray
+                .try_forward(x.to_device(&nd), None, Some(mask.to_device(&nd)))
+                .unwrap();
+            let tol = Tolerance::absolute(1e-5);
+            y_flex
+                .into_data()
+                .assert_approx_eq::<f32>(&y_nd.into_data(), tol);
+            s_flex
+                .h
+                .into_data()
+                .assert_approx_eq::<f32>(&s_nd.h.into_data(), tol);
+        }
     }
 
     #[test]

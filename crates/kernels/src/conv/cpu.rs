@@ -1,0 +1,375 @@
+//! The CPU kernel of a 2-D convolution (groups 1, dilation 1) and both its gradients as well-shaped GEMMs,
+//! on plain `f32` slices in NCHW layout.
+//!
+//! Per image: `cols = im2col(x)` (`[C·KH·KW, OH·OW]`), `y = W · cols + b`; backward
+//! `dW += dY · colsᵀ`, `dX = col2im(Wᵀ · dY)`. burn 0.22.1's generic backward instead computes the weight
+//! gradient as a convolution whose "kernel" is the output gradient (a GEMM with N = KH·KW) after strided
+//! transposes of both operands. Images are spread over rayon's threads; each thread sums its images'
+//! weight gradients and the threads' sums are added at the end.
+
+use rayon::prelude::*;
+
+/// The sizes of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvDims {
+    /// Images.
+    pub batch: usize,
+    /// Input channels.
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel `[height, width]`.
+    pub kernel: [usize; 2],
+    /// Stride `[height, width]`.
+    pub stride: [usize; 2],
+    /// Zero padding `[height, width]`, on both sides.
+    pub padding: [usize; 2],
+}
+
+impl ConvDims {
+    /// Output `[height, width]`.
+    pub fn out_hw(&self) -> [usize; 2] {
+        let o = |n: usize, k: usize, s: usize, p: usize| (n + 2 * p - k) / s + 1;
+        [
+            o(self.height, self.kernel[0], self.stride[0], self.padding[0]),
+            o(self.width, self.kernel[1], self.stride[1], self.padding[1]),
+        ]
+    }
+
+    /// Rows of `cols`: `C · KH · KW`.
+    pub fn patch(&self) -> usize {
+        self.channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Columns of `cols`: `OH · OW`.
+    pub fn positions(&self) -> usize {
+        let [oh, ow] = self.out_hw();
+        oh * ow
+    }
+
+    fn image(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+/// For each `(row of cols, output position)`, where in the image it reads (or `None` in the padding),
+/// calling `f(col_index, image_index)` for the in-bounds ones. Shared by im2col and col2im.
+fn for_each_tap(d: &ConvDims, mut f: impl FnMut(usize, usize)) {
+    let [oh, ow] = d.out_hw();
+    let [kh, kw] = d.kernel;
+    let [sh, sw] = d.stride;
+    let [ph, pw] = d.padding;
+    let p = oh * ow;
+    for c in 0..d.channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = (c * kh + i) * kw + j;
+                for y in 0..oh {
+                    let iy = (y * sh + i) as isize - ph as isize;
+                    if iy < 0 || iy >= d.height as isize {
+                        continue;
+                    }
+                    let base = (c * d.height + iy as usize) * d.width;
+                    for x in 0..ow {
+                        let ix = (x * sw + j) as isize - pw as isize;
+                        if ix >= 0 && ix < d.width as isize {
+                            f(row * p + y * ow + x, base + ix as usize);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn im2col(d: &ConvDims, image: &[f32], cols: &mut [f32]) {
+    cols.fill(0.0);
+    for_each_tap(d, |col, at| cols[col] = image[at]);
+}
+
+fn col2im(d: &ConvDims, cols: &[f32], image: &mut [f32]) {
+    image.fill(0.0);
+    for_each_tap(d, |col, at| image[at] += cols[col]);
+}
+
+/// `dst[m, n] = (accumulate ? dst : 0) + lhs · rhs`, all row-major; `lhs_t`/`rhs_t` read the operand
+/// transposed (`lhs` stored `[k, m]`, `rhs` stored `[n, k]`). Single-threaded: callers parallelise over
+/// images.
+#[allow(clippy::too_many_arguments)]
+fn gemm_rm(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    accumulate: bool,
+) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    let (lhs_rs, lhs_cs) = if lhs_t { (1, m) } else { (k, 1) };
+    let (rhs_rs, rhs_cs) = if rhs_t { (1, k) } else { (n, 1) };
+    // SAFETY: the lengths are checked above against the strides chosen here.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The forward pass: `y` (`[batch, out_channels, OH, OW]`) and the im2col columns of every image, kept for
+/// the backward pass.
+pub fn forward(d: &ConvDims, x: &[f32], w: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (patch, p, o) = (d.patch(), d.positions(), d.out_channels);
+    assert_eq!(x.len(), d.batch * d.image(), "x");
+    assert_eq!(w.len(), o * patch, "weight");
+    assert!(bias.is_empty() || bias.len() == o, "bias");
+    let mut y = vec![0.0; d.batch * o * p];
+    let mut cols = vec![0.0; d.batch * patch * p];
+    y.par_chunks_mut(o * p)
+        .zip(cols.par_chunks_mut(patch * p))
+        .zip(x.par_chunks(d.image()))
+        .for_each(|((y, cols), image)| {
+            im2col(d, image, cols);
+            gemm_rm(y, o, p, patch, w, false, cols, false, false);
+            if !bias.is_empty() {
+                for (row, b) in y.chunks_mut(p).zip(bias) {
+                    row.iter_mut().for_each(|v| *v += b);
+                }
+            }
+        });
+    (y, cols)
+}
+
+/// The gradients: `(dx, dw, db)`; `dx` only when `need_x` (empty otherwise).
+pub fn backward(
+    d: &ConvDims,
+    w: &[f32],
+    cols: &[f32],
+    dy: &[f32],
+    need_x: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (patch, p, o) = (d.patch(), d.positions(), d.out_channels);
+    assert_eq!(dy.len(), d.batch * o * p, "dy");
+    let threads = rayon::current_num_threads().max(1);
+    let per = d.batch.div_ceil(threads).max(1);
+    let mut dx = if need_x {
+        vec![0.0; d.batch * d.image()]
+    } else {
+        Vec::new()
+    };
+    let image = d.image();
+    let chunks = d.batch.div_ceil(per);
+    let partial: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .zip(dx_chunks(&mut dx, per * image, chunks))
+        .map(|(chunk, mut dx_chunk)| {
+            let mut dw = vec![0.0; o * patch];
+            let mut dcols = if need_x {
+                vec![0.0; patch * p]
+            } else {
+                Vec::new()
+            };
+            let images = chunk * per..((chunk + 1) * per).min(d.batch);
+            for (k, n) in images.enumerate() {
+                let dy_n = &dy[n * o * p..(n + 1) * o * p];
+                let cols_n = &cols[n * patch * p..(n + 1) * patch * p];
+                // dW += dY_n [o, p] · cols_nᵀ [p, patch]
+                gemm_rm(&mut dw, o, patch, p, dy_n, false, cols_n, true, true);
+                if let Some(dx_chunk) = dx_chunk.as_deref_mut() {
+                    // dcols = Wᵀ [patch, o] · dY_n [o, p]
+                    gemm_rm(&mut dcols, patch, p, o, w, true, dy_n, false, false);
+                    col2im(d, &dcols, &mut dx_chunk[k * image..(k + 1) * image]);
+                }
+            }
+            dw
+        })
+        .collect();
+    let mut dw = vec![0.0; o * patch];
+    for part in partial {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    let mut db = vec![0.0; o];
+    for dy_n in dy.chunks(o * p) {
+        for (b, row) in db.iter_mut().zip(dy_n.chunks(p)) {
+            *b += row.iter().sum::<f32>();
+        }
+    }
+    (dx, dw, db)
+}
+
+/// `dx` cut into one chunk per work item, or `None`s when the input needs no gradient.
+fn dx_chunks(dx: &mut [f32], size: usize, count: usize) -> Vec<Option<&mut [f32]>> {
+    if dx.is_empty() {
+        (0..count).map(|_| None).collect()
+    } else {
+        dx.chunks_mut(size).map(Some).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The convolution by its definition, in f64.
+    fn direct(d: &ConvDims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+        let [oh, ow] = d.out_hw();
+        let [kh, kw] = d.kernel;
+        let mut y = vec![0.0; d.batch * d.out_channels * oh * ow];
+        for n in 0..d.batch {
+            for o in 0..d.out_channels {
+                for yy in 0..oh {
+                    for xx in 0..ow {
+                        let mut acc = f64::from(b[o]);
+                        for c in 0..d.channels {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let iy =
+                                        (yy * d.stride[0] + i) as isize - d.padding[0] as isize;
+                                    let ix =
+                                        (xx * d.stride[1] + j) as isize - d.padding[1] as isize;
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy >= d.height as isize
+                                        || ix >= d.width as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi = ((n * d.channels + c) * d.height + iy as usize)
+                                        * d.width
+                                        + ix as usize;
+                                    let wi = ((o * d.channels + c) * kh + i) * kw + j;
+                                    acc += f64::from(x[xi]) * f64::from(w[wi]);
+                                }
+                            }
+                        }
+                        y[((n * d.out_channels + o) * oh + yy) * ow + xx] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn cases() -> Vec<ConvDims> {
+        let d = |batch, channels, height, width, out_channels, kernel, stride, padding| ConvDims {
+            batch,
+            channels,
+            height,
+            width,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+        };
+        vec![
+            d(2, 3, 5, 6, 4, [3, 3], [1, 1], [1, 1]),
+            d(3, 2, 7, 5, 3, [5, 3], [2, 1], [2, 0]),
+            d(1, 1, 4, 4, 2, [2, 2], [2, 2], [0, 0]),
+            d(5, 2, 6, 6, 3, [3, 3], [1, 1], [0, 0]),
+        ]
+    }
+
+    #[test]
+    fn forward_equals_the_definition() {
+        for d in cases() {
+            let x = noise(d.batch * d.image(), 1);
+            let w = noise(d.out_channels * d.patch(), 2);
+            let b = noise(d.out_channels, 3);
+            let (y, _) = forward(&d, &x, &w, &b);
+            for (a, e) in y.iter().zip(direct(&d, &x, &w, &b)) {
+                assert!((f64::from(*a) - e).abs() < 1e-4, "{d:?}: {a} vs {e}");
+            }
+        }
+    }
+
+    /// Every gradient equals a central finite difference of `Σ dy · y` computed by the definition.
+    #[test]
+    fn gradients_equal_finite_differences() {
+        for d in cases() {
+            let mut x = noise(d.batch * d.image(), 4);
+            let mut w = noise(d.out_channels * d.patch(), 5);
+            let mut b = noise(d.out_channels, 6);
+            let dy = noise(d.batch * d.out_channels * d.positions(), 7);
+            let (_, cols) = forward(&d, &x, &w, &b);
+            let (dx, dw, db) = backward(&d, &w, &cols, &dy, true);
+            let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
+                direct(&d, x, w, b)
+                    .iter()
+                    .zip(&dy)
+                    .map(|(y, g)| y * f64::from(*g))
+                    .sum()
+            };
+            let eps = 1e-2f32;
+            let check = |name: &str,
+                         analytic: &[f32],
+                         v: &mut Vec<f32>,
+                         which: u8,
+                         x: &[f32],
+                         w: &[f32],
+                         b: &[f32]| {
+                for i in 0..v.len() {
+                    let orig = v[i];
+                    let mut eval = |val: f32| {
+                        v[i] = val;
+                        let r = match which {
+                            0 => loss(v, w, b),
+                            1 => loss(x, v, b),
+                            _ => loss(x, w, v),
+                        };
+                        v[i] = orig;
+                        r
+                    };
+                    let numeric = (eval(orig + eps) - eval(orig - eps)) / (2.0 * f64::from(eps));
+                    assert!(
+                        (numeric - f64::from(analytic[i])).abs() < 1e-3 * (1.0 + numeric.abs()),
+                        "{d:?} d{name}[{i}]: {} vs {numeric}",
+                        analytic[i]
+                    );
+                }
+            };
+            let (x0, w0, b0) = (x.clone(), w.clone(), b.clone());
+            check("x", &dx, &mut x, 0, &x0, &w0, &b0);
+            check("w", &dw, &mut w, 1, &x0, &w0, &b0);
+            check("b", &db, &mut b, 2, &x0, &w0, &b0);
+            let (none, dw2, _) = backward(&d, &w0, &cols, &dy, false);
+            assert!(none.is_empty());
+            assert_eq!(dw, dw2, "{d:?}: dW does not depend on whether dX is wanted");
+        }
+    }
+}

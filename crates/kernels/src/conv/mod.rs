@@ -1,0 +1,44 @@
+//! 2-D convolution (groups 1, dilation 1) as one op whose gradients are well-shaped GEMMs.
+//!
+//! burn's `Conv2d` on flex runs its forward as im2col + GEMM, but its backward is burn-backend's generic
+//! one: the weight gradient is a convolution of the transposed input by the transposed output gradient,
+//! after two strided copies (README, "Where the CNN's time goes"). [`conv2d`] computes the same function
+//! with the backward of [`cpu`]; on other backends callers use burn's `Conv2d`.
+
+pub mod cpu;
+mod op;
+
+use burn::prelude::*;
+
+/// Stride and zero padding of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// `[height, width]`.
+    pub stride: [usize; 2],
+    /// `[height, width]`, on both sides.
+    pub padding: [usize; 2],
+}
+
+/// Whether [`conv2d`] runs on `x`'s device (f32 on burn's flex backend, with or without autodiff).
+pub fn fused_available(x: &Tensor<4>) -> bool {
+    crate::flex::on_flex_f32(x)
+}
+
+/// `y = conv(x, weight) + bias`, as `torch.nn.functional.conv2d` with groups 1 and dilation 1.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, height, width]`
+/// - `weight`: `[out_channels, channels, kernel_h, kernel_w]`; `bias`: `[out_channels]`
+/// - returns `[batch, out_channels, out_h, out_w]`, `out = (in + 2·padding − kernel) / stride + 1`
+///
+/// Call only where [`fused_available`] is true; the caller checks the shapes.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    spec: ConvSpec,
+) -> Tensor<4> {
+    let out_channels = weight.dims()[0];
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([out_channels], &x.device()));
+    op::fused(x, weight, bias, spec)
+}

@@ -1,0 +1,123 @@
+//! The convolution as a burn backend extension: a flex kernel, and under autodiff a hand-written backward.
+
+use super::ConvSpec;
+use super::cpu::{self, ConvDims};
+use crate::flex::{dense, slice, tensor};
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::prelude::*;
+use std::sync::Arc;
+
+/// The fused convolution, on the backends that have it.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedConvOps: Backend {
+    /// `conv(x, weight) + bias` (see [`super::conv2d`]).
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self>;
+}
+
+/// Calls the op through burn's dispatch.
+pub(super) fn fused(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, spec: ConvSpec) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedConvOps>::fused_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        spec,
+    ))
+}
+
+fn dims(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> ConvDims {
+    let [batch, channels, height, width] = x.layout().shape().dims::<4>();
+    let [out_channels, _, kh, kw] = weight.layout().shape().dims::<4>();
+    ConvDims {
+        batch,
+        channels,
+        height,
+        width,
+        out_channels,
+        kernel: [kh, kw],
+        stride: spec.stride,
+        padding: spec.padding,
+    }
+}
+
+/// Runs the forward kernel; returns `y` and the im2col columns.
+fn forward(d: &ConvDims, x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> (FlexTensor, Vec<f32>) {
+    let (x, w, b) = (dense(x), dense(w), dense(b));
+    let (y, cols) = cpu::forward(d, slice(&x), slice(&w), slice(&b));
+    let [oh, ow] = d.out_hw();
+    (tensor(y, &[d.batch, d.out_channels, oh, ow]), cols)
+}
+
+impl FusedConvOps for Flex {
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        forward(&dims(&x, &weight, spec), &x, &weight, &bias).0
+    }
+}
+
+/// The convolution's gradients.
+#[derive(Debug)]
+struct FusedConvBackward;
+
+impl Backward<Flex, 3> for FusedConvBackward {
+    /// Sizes, the dense weight and the forward's im2col columns.
+    type State = (ConvDims, FlexTensor, Arc<Vec<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (d, w, cols) = ops.state;
+        let dy = dense(&grads.consume::<Flex>(&ops.node));
+        let [node_x, node_w, node_b] = ops.parents;
+        let (dx, dw, db) = cpu::backward(&d, slice(&w), &cols, slice(&dy), node_x.is_some());
+        if let Some(node) = node_x {
+            grads.register::<Flex>(
+                node.id,
+                tensor(dx, &[d.batch, d.channels, d.height, d.width]),
+            );
+        }
+        if let Some(node) = node_w {
+            let [kh, kw] = d.kernel;
+            grads.register::<Flex>(node.id, tensor(dw, &[d.out_channels, d.channels, kh, kw]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, tensor(db, &[d.out_channels]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedConvOps for Autodiff<Flex, C> {
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let (w, w_node) = weight.into_parts();
+        let (b, b_node) = bias.into_parts();
+        let d = dims(&x, &w, spec);
+        match FusedConvBackward
+            .prepare::<C>([x_node, w_node, b_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, cols) = forward(&d, &x, &w, &b);
+                prep.finish((d, dense(&w), Arc::new(cols)), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(&d, &x, &w, &b).0),
+        }
+    }
+}
