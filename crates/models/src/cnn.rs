@@ -342,17 +342,16 @@ mod tests {
             let x =
                 Tensor::<4>::random([batch, c_in, h, w], Distribution::Normal(0.0, 1.0), &device)
                     .require_grad();
+            // The same loss weights in both runs (drawn once: tests run in parallel on one seeded device).
+            let y_dims = conv.forward(x.clone()).dims();
+            let weights = Tensor::<4>::random(y_dims, Distribution::Normal(0.0, 1.0), &device);
             let run = |fused: bool| {
                 let y = if fused {
                     convolve(&conv, x.clone())
                 } else {
                     conv.forward(x.clone())
                 };
-                // The same loss weights in both runs.
-                device.seed(9);
-                let weights =
-                    Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
-                let grads = (y.clone() * weights).sum().backward();
+                let grads = (y.clone() * weights.clone()).sum().backward();
                 let mut out = vec![
                     y.inner().into_data(),
                     x.grad(&grads).expect("x grad").into_data(),
