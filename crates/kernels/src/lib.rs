@@ -9,6 +9,7 @@
 
 pub mod conv;
 mod flex;
+pub mod math;
 pub mod recurrent;
 
 pub use flex::on_flex_f32;

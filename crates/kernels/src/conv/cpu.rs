@@ -56,9 +56,11 @@ impl ConvDims {
     }
 }
 
-/// For each `(row of cols, output position)`, where in the image it reads (or `None` in the padding),
-/// calling `f(col_index, image_index)` for the in-bounds ones. Shared by im2col and col2im.
-fn for_each_tap(d: &ConvDims, mut f: impl FnMut(usize, usize)) {
+/// For each row of `cols` (`(c, i, j)`) and output row `y` inside the image, calls
+/// `f(col_start, image_start, len)`: `len` consecutive elements of `cols` from `col_start` read image
+/// elements `image_start + k · stride_w` (the other columns read the zero padding). Shared by im2col and
+/// col2im, so both copy whole runs instead of testing every element.
+fn for_each_run(d: &ConvDims, mut f: impl FnMut(usize, usize, usize)) {
     let [oh, ow] = d.out_hw();
     let [kh, kw] = d.kernel;
     let [sh, sw] = d.stride;
@@ -68,18 +70,27 @@ fn for_each_tap(d: &ConvDims, mut f: impl FnMut(usize, usize)) {
         for i in 0..kh {
             for j in 0..kw {
                 let row = (c * kh + i) * kw + j;
+                // ix = x·sw + j − pw must lie in [0, width).
+                let x_lo = pw.saturating_sub(j).div_ceil(sw);
+                let x_hi = if d.width + pw > j {
+                    ((d.width + pw - j - 1) / sw + 1).min(ow)
+                } else {
+                    0
+                };
+                if x_lo >= x_hi {
+                    continue;
+                }
                 for y in 0..oh {
                     let iy = (y * sh + i) as isize - ph as isize;
                     if iy < 0 || iy >= d.height as isize {
                         continue;
                     }
-                    let base = (c * d.height + iy as usize) * d.width;
-                    for x in 0..ow {
-                        let ix = (x * sw + j) as isize - pw as isize;
-                        if ix >= 0 && ix < d.width as isize {
-                            f(row * p + y * ow + x, base + ix as usize);
-                        }
-                    }
+                    let image_row = (c * d.height + iy as usize) * d.width;
+                    f(
+                        row * p + y * ow + x_lo,
+                        image_row + x_lo * sw + j - pw,
+                        x_hi - x_lo,
+                    );
                 }
             }
         }
@@ -88,12 +99,33 @@ fn for_each_tap(d: &ConvDims, mut f: impl FnMut(usize, usize)) {
 
 fn im2col(d: &ConvDims, image: &[f32], cols: &mut [f32]) {
     cols.fill(0.0);
-    for_each_tap(d, |col, at| cols[col] = image[at]);
+    let sw = d.stride[1];
+    for_each_run(d, |col, start, len| {
+        let out = &mut cols[col..col + len];
+        if sw == 1 {
+            out.copy_from_slice(&image[start..start + len]);
+        } else {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = image[start + k * sw];
+            }
+        }
+    });
 }
 
 fn col2im(d: &ConvDims, cols: &[f32], image: &mut [f32]) {
     image.fill(0.0);
-    for_each_tap(d, |col, at| image[at] += cols[col]);
+    let sw = d.stride[1];
+    for_each_run(d, |col, start, len| {
+        let src = &cols[col..col + len];
+        if sw == 1 {
+            let dst = &mut image[start..start + len];
+            dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+        } else {
+            for (k, v) in src.iter().enumerate() {
+                image[start + k * sw] += v;
+            }
+        }
+    });
 }
 
 /// `dst[m, n] = (accumulate ? dst : 0) + lhs · rhs`, all row-major; `lhs_t`/`rhs_t` read the operand

@@ -8,6 +8,7 @@
 //! `dW_ih = dGᵀ X`, `dX = dG W_ih`). Matrix products go to the `gemm` crate, the one burn-flex uses.
 
 use super::Cell;
+use crate::math::{sigmoid, tanh};
 use rayon::prelude::*;
 
 /// The sizes of one direction's run.
@@ -184,15 +185,6 @@ fn matmul(
             parallelism,
         );
     }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// `tanh` as `2σ(2x) − 1`, the same function as [`sigmoid`]'s fast `exp` (libm's `tanhf` is slower).
-fn tanh(x: f32) -> f32 {
-    2.0 * sigmoid(2.0 * x) - 1.0
 }
 
 /// Sequences per thread: the batch is cut into one block of rows per thread of rayon's pool, and each
