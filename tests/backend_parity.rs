@@ -6,7 +6,7 @@ use burn::prelude::*;
 use kiln::data::{ImageBatch, synthetic};
 use kiln::models::persist::{load_weights, save_weights};
 use kiln::models::{LinearRegressionConfig, LogisticRegressionConfig, Mlp, MlpConfig};
-use kiln::train::{DeviceChoice, Supervised};
+use kiln::train::{DeviceChoice, StepOutput, Supervised};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -150,4 +150,88 @@ fn regressions_agree_across_backends() {
 fn unknown_device_names_what_is_available() {
     let err = "cuda".parse::<DeviceChoice>().unwrap_err().to_string();
     assert!(err.contains("flex"), "{err}");
+}
+
+/// `model` (built by `init` on each device, with the weights saved in `weights`) after one SGD step on
+/// the fixed batch: the loss before the step and the logits after it, which depend on every weight.
+fn after_one_step<M>(
+    init: &dyn Fn(&Device) -> M,
+    weights: &std::path::Path,
+    device: DeviceChoice,
+    logits: &dyn Fn(&M, Tensor<3>) -> Tensor<2>,
+) -> (f32, Vec<f32>)
+where
+    M: Supervised<Batch = ImageBatch>,
+{
+    let dev = device.device().autodiff();
+    let model: M = load_weights(init(&dev), weights).unwrap();
+    let out = model.forward_step(batch(&dev));
+    let loss = values(out.loss().clone())[0];
+    let grads = GradientsParams::from_grads(out.loss().backward(), &model);
+    let model = SgdConfig::new().init().step(0.1, model, grads);
+    (loss, values(logits(&model, batch(&dev).images)))
+}
+
+/// The same check for any image classifier: flex (where Kiln's fused kernels run) against every other
+/// backend (burn's generic ops).
+fn classifier_agrees_across_backends<M>(
+    name: &str,
+    init: &dyn Fn(&Device) -> M,
+    logits: &dyn Fn(&M, Tensor<3>) -> Tensor<2>,
+) where
+    M: Supervised<Batch = ImageBatch>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("model.bpk");
+    let flex = DeviceChoice::Flex.device();
+    flex.seed(7);
+    save_weights(&init(&flex), &weights).unwrap();
+    let (reference_loss, reference) = after_one_step(init, &weights, DeviceChoice::Flex, logits);
+    for device in devices().into_iter().skip(1) {
+        let (loss, after) = after_one_step(init, &weights, device, logits);
+        assert!(
+            (loss - reference_loss).abs() <= TOLERANCE,
+            "{name} loss on {device}: {loss} vs {reference_loss}"
+        );
+        assert_close(
+            &format!("{name} logits after a step"),
+            &reference,
+            &after,
+            device,
+        );
+    }
+}
+
+#[test]
+fn cnn_agrees_across_backends() {
+    let config = kiln::models::CnnConfig::new(1, 3, 4, 4)
+        .with_channels(vec![3, 5])
+        .with_kernel_sizes(vec![3, 2])
+        .with_paddings(vec![1, 0])
+        .with_pool(1)
+        .with_hidden(vec![8]);
+    classifier_agrees_across_backends(
+        "CNN",
+        &|dev| config.init(dev).unwrap(),
+        &|m: &kiln::models::Cnn, images| m.try_forward_greyscale(images).unwrap(),
+    );
+}
+
+#[test]
+fn recurrent_classifiers_agree_across_backends() {
+    use kiln::models::{CellKind, RecurrentConfig, SequenceClassifier, SequenceClassifierConfig};
+    for cell in [CellKind::Rnn, CellKind::Gru, CellKind::Lstm] {
+        // Rows of the 3×4 images as 3 steps of 4 features; two bidirectional layers.
+        let config = SequenceClassifierConfig::new(
+            RecurrentConfig::new(cell, 4, 5)
+                .with_num_layers(2)
+                .with_bidirectional(true),
+            4,
+        );
+        classifier_agrees_across_backends(
+            &format!("{cell} classifier"),
+            &|dev| config.init(dev).unwrap(),
+            &|m: &SequenceClassifier, images| m.try_forward_images(images).unwrap(),
+        );
+    }
 }
