@@ -130,7 +130,22 @@ enum Task {
     },
 }
 
+/// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in mimalloc 3's `mimalloc.h`;
+/// libmimalloc-sys names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Tells mimalloc never to hand freed pages back to the kernel. A training step frees and reallocates the
+/// same multi-megabyte buffers every few milliseconds; with mimalloc's default purge delay the kernel
+/// zeroed fresh (huge) pages for them on every step. `cargo xtask bench --only LSTM`, three interleaved
+/// runs: 4,436 / 4,515 / 5,290 samples/s with the default, 4,870 / 5,170 / 6,089 without purging (the
+/// CNN +2%). Memory stays at the process's peak, which a training run reaches in its first step anyway.
+fn keep_freed_pages() {
+    // SAFETY: sets a plain integer option; mimalloc reads options atomically.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 fn main() -> anyhow::Result<()> {
+    keep_freed_pages();
     match Cli::parse().task {
         Task::TrainAll {
             device,
