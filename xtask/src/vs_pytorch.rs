@@ -70,7 +70,8 @@ impl VsPytorch<'_> {
         let choice: DeviceChoice = "flex"
             .parse()
             .context("--vs-pytorch measures Kiln on flex, which this build lacks")?;
-        let threads = rayon_threads();
+        // Threads of rayon's global pool, which flex and Kiln's kernels compute on.
+        let threads = rayon::current_num_threads();
         let torch = torch_version();
         if torch.is_none() {
             println!(
@@ -78,7 +79,8 @@ impl VsPytorch<'_> {
             );
         }
         let workloads = Workloads::load(self.batch)?;
-        let scratch = tempdir()?;
+        let scratch =
+            tempfile::tempdir().context("creating a scratch folder for PyTorch's figures")?;
         let mut rows = Vec::new();
         for network in chosen(self.only).filter(|n| n.in_pytorch()) {
             let (mut kiln, mut pytorch) = (Vec::new(), Vec::new());
@@ -87,7 +89,7 @@ impl VsPytorch<'_> {
                 println!("{}", fig.line());
                 kiln.push(fig.samples_per_second);
                 if torch.is_some() {
-                    let json = scratch.join(format!("pytorch-{pair}.json"));
+                    let json = scratch.path().join(format!("pytorch-{pair}.json"));
                     let sps = self.pytorch(network, threads, &json)?;
                     println!("{}", pytorch_line(network, sps, &fig));
                     pytorch.push(sps);
@@ -105,7 +107,6 @@ impl VsPytorch<'_> {
         }
         println!();
         print!("{}", table(&rows));
-        let _ = std::fs::remove_dir_all(&scratch);
         write_json(
             self.out,
             &Report {
@@ -188,15 +189,6 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-/// Threads in Kiln's (rayon's global) pool, which flex's kernels use; PyTorch is given as many.
-fn rayon_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 /// PyTorch's version, or `None` where `python3 -c "import torch"` fails.
 fn torch_version() -> Option<String> {
     let out = Command::new("python3")
@@ -210,12 +202,6 @@ fn torch_version() -> Option<String> {
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_pytorch.py")
-}
-
-fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("kiln-vs-pytorch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

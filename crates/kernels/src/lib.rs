@@ -10,6 +10,7 @@
 pub mod conv;
 mod flex;
 pub mod math;
+mod matmul;
 pub mod recurrent;
 
 pub use flex::on_flex_f32;

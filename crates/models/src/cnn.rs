@@ -169,7 +169,7 @@ pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     // Quantized weights (kiln-compress's int8 models) are not f32 and take burn's path.
     let fusable = conv.groups == 1
         && conv.dilation == [1, 1]
-        && conv::fused_available(&x)
+        && kiln_kernels::on_flex_f32(&x)
         && kiln_kernels::on_flex_f32(&weight)
         && bias.as_ref().is_none_or(kiln_kernels::on_flex_f32);
     match padding {

@@ -7,6 +7,7 @@
 //! transposes of both operands. Images are spread over rayon's threads; each thread sums its images'
 //! weight gradients and the threads' sums are added at the end.
 
+use crate::matmul::{View, matmul};
 use rayon::prelude::*;
 
 /// The sizes of one convolution.
@@ -128,52 +129,8 @@ fn col2im(d: &ConvDims, cols: &[f32], image: &mut [f32]) {
     });
 }
 
-/// `dst[m, n] = (accumulate ? dst : 0) + lhs · rhs`, all row-major; `lhs_t`/`rhs_t` read the operand
-/// transposed (`lhs` stored `[k, m]`, `rhs` stored `[n, k]`). Single-threaded: callers parallelise over
-/// images.
-#[allow(clippy::too_many_arguments)]
-fn gemm_rm(
-    dst: &mut [f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: &[f32],
-    lhs_t: bool,
-    rhs: &[f32],
-    rhs_t: bool,
-    accumulate: bool,
-) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    let (lhs_rs, lhs_cs) = if lhs_t { (1, m) } else { (k, 1) };
-    let (rhs_rs, rhs_cs) = if rhs_t { (1, k) } else { (n, 1) };
-    // SAFETY: the lengths are checked above against the strides chosen here.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// The forward pass: `y` (`[batch, out_channels, OH, OW]`) and the im2col columns of every image, kept for
-/// the backward pass.
+/// the backward pass. Images are spread over rayon's threads, each product on one thread.
 pub fn forward(d: &ConvDims, x: &[f32], w: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (patch, p, o) = (d.patch(), d.positions(), d.out_channels);
     assert_eq!(x.len(), d.batch * d.image(), "x");
@@ -186,7 +143,18 @@ pub fn forward(d: &ConvDims, x: &[f32], w: &[f32], bias: &[f32]) -> (Vec<f32>, V
         .zip(x.par_chunks(d.image()))
         .for_each(|((y, cols), image)| {
             im2col(d, image, cols);
-            gemm_rm(y, o, p, patch, w, false, cols, false, false);
+            // y [o, p] = W [o, patch] · cols [patch, p]
+            matmul(
+                y,
+                p,
+                o,
+                p,
+                patch,
+                View::rows(w, patch),
+                View::rows(cols, p),
+                false,
+                false,
+            );
             if !bias.is_empty() {
                 for (row, b) in y.chunks_mut(p).zip(bias) {
                     row.iter_mut().for_each(|v| *v += b);
@@ -230,10 +198,30 @@ pub fn backward(
                 let dy_n = &dy[n * o * p..(n + 1) * o * p];
                 let cols_n = &cols[n * patch * p..(n + 1) * patch * p];
                 // dW += dY_n [o, p] · cols_nᵀ [p, patch]
-                gemm_rm(&mut dw, o, patch, p, dy_n, false, cols_n, true, true);
+                matmul(
+                    &mut dw,
+                    patch,
+                    o,
+                    patch,
+                    p,
+                    View::rows(dy_n, p),
+                    View::transposed(cols_n, p),
+                    true,
+                    false,
+                );
                 if let Some(dx_chunk) = dx_chunk.as_deref_mut() {
                     // dcols = Wᵀ [patch, o] · dY_n [o, p]
-                    gemm_rm(&mut dcols, patch, p, o, w, true, dy_n, false, false);
+                    matmul(
+                        &mut dcols,
+                        p,
+                        patch,
+                        p,
+                        o,
+                        View::transposed(w, patch),
+                        View::rows(dy_n, p),
+                        false,
+                        false,
+                    );
                     col2im(d, &dcols, &mut dx_chunk[k * image..(k + 1) * image]);
                 }
             }

@@ -19,11 +19,6 @@ pub struct ConvSpec {
     pub padding: [usize; 2],
 }
 
-/// Whether [`conv2d`] runs on `x`'s device (f32 on burn's flex backend, with or without autodiff).
-pub fn fused_available(x: &Tensor<4>) -> bool {
-    crate::flex::on_flex_f32(x)
-}
-
 /// `y = conv(x, weight) + bias`, as `torch.nn.functional.conv2d` with groups 1 and dilation 1.
 ///
 /// # Shapes
@@ -31,7 +26,7 @@ pub fn fused_available(x: &Tensor<4>) -> bool {
 /// - `weight`: `[out_channels, channels, kernel_h, kernel_w]`; `bias`: `[out_channels]`
 /// - returns `[batch, out_channels, out_h, out_w]`, `out = (in + 2·padding − kernel) / stride + 1`
 ///
-/// Call only where [`fused_available`] is true; the caller checks the shapes.
+/// Call only where [`crate::on_flex_f32`] (of every input) is true; the caller checks the shapes.
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,

@@ -70,13 +70,7 @@ pub struct DirectionOutput {
     pub c: Option<Tensor<2>>,
 }
 
-/// Whether [`run_direction`] can run on `x`'s device: f32 tensors on burn's flex backend (with or without
-/// autodiff). Elsewhere callers keep their generic path.
-pub fn fused_available(x: &Tensor<3>) -> bool {
-    crate::flex::on_flex_f32(x)
-}
-
-/// Runs one direction as one op. Call only where [`fused_available`] is true (it panics elsewhere, as
+/// Runs one direction as one op. Call only where [`crate::on_flex_f32`] (of every input) is true (it panics elsewhere, as
 /// burn's backend extensions do on a backend they were not written for). Shapes are those of
 /// [`DirectionInput`]; the caller checks them.
 pub fn run_direction(input: DirectionInput) -> DirectionOutput {

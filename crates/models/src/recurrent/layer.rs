@@ -44,22 +44,21 @@ impl CellKind {
         }
     }
 
+    /// The same cell as `kiln-kernels` names it.
+    fn kernel_cell(self) -> recurrent::Cell {
+        match self {
+            Self::Rnn => recurrent::Cell::Rnn,
+            Self::Gru => recurrent::Cell::Gru,
+            Self::Lstm => recurrent::Cell::Lstm,
+        }
+    }
+
     /// `rnn`, `gru` or `lstm`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Rnn => "rnn",
             Self::Gru => "gru",
             Self::Lstm => "lstm",
-        }
-    }
-}
-
-impl CellKind {
-    fn kernel_cell(self) -> recurrent::Cell {
-        match self {
-            Self::Rnn => recurrent::Cell::Rnn,
-            Self::Gru => recurrent::Cell::Gru,
-            Self::Lstm => recurrent::Cell::Lstm,
         }
     }
 }
@@ -226,7 +225,7 @@ impl Direction {
         carry: Carry,
         reverse: bool,
     ) -> (Tensor<3>, Carry) {
-        let fusable = recurrent::fused_available(&x)
+        let fusable = kiln_kernels::on_flex_f32(&x)
             && kiln_kernels::on_flex_f32(&self.weight_ih.val())
             && kiln_kernels::on_flex_f32(&self.weight_hh.val())
             && kiln_kernels::on_flex_f32(&self.bias_ih.val())
