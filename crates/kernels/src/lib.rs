@@ -7,8 +7,11 @@
 //! callers fall back to their generic code where [`on_flex_f32`] says no.
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod conv;
 mod flex;
+pub mod gelu;
+pub mod layer_norm;
 pub mod math;
 mod matmul;
 pub mod recurrent;

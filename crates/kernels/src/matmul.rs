@@ -55,20 +55,57 @@ pub(crate) fn matmul(
         dst.len() >= (m - 1) * dst_rs + n,
         "matmul destination too small"
     );
+    // SAFETY: `dst` is checked above and, being a `&mut`, aliases neither view.
+    unsafe {
+        matmul_into(
+            dst.as_mut_ptr(),
+            dst_rs,
+            m,
+            n,
+            k,
+            lhs,
+            rhs,
+            accumulate,
+            parallel,
+        )
+    }
+}
+
+/// [`matmul`] into a raw destination, for kernels whose threads write disjoint blocks (one head's columns,
+/// say) of one buffer, which no `&mut` slice can express.
+///
+/// # Safety
+/// `dst` must be valid for writes of the `m × n` block with rows `dst_rs` apart, no other thread may touch
+/// that block meanwhile, and it must not overlap `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_into(
+    dst: *mut f32,
+    dst_rs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
     let threads = rayon::current_num_threads();
     let parallelism = if parallel && m * n * k >= PARALLEL_WORK && threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the callers pass views into slices whose lengths they computed from the same dimensions;
-    // `dst` is checked above and never aliases `lhs` or `rhs`.
+    // SAFETY: the callers pass views into slices whose lengths they computed from the same dimensions,
+    // and a destination as the function's contract says.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
             accumulate,

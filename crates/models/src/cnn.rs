@@ -153,36 +153,77 @@ impl CnnConfig {
     }
 }
 
-/// `conv.forward(x)`: on flex as Kiln's fused convolution (whose gradients are single GEMMs,
-/// [`kiln_kernels::conv`]), elsewhere — and for grouped, dilated or asymmetrically padded convolutions —
-/// as burn's.
-pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// The stride and padding of `conv` where Kiln's fused convolution computes it for input `x` (flex, f32
+/// weights, groups 1, dilation 1, symmetric padding), else `None`.
+fn fused_spec(conv: &Conv2d, x: &Tensor<4>) -> Option<conv::ConvSpec> {
     let padding = match conv.padding {
         PaddingConfig2d::Valid => Some([0, 0]),
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
             Some([top, left])
         }
         _ => None,
-    };
-    let weight = conv.weight.val();
-    let bias = conv.bias.as_ref().map(|b| b.val());
+    }?;
     // Quantized weights (kiln-compress's int8 models) are not f32 and take burn's path.
     let fusable = conv.groups == 1
         && conv.dilation == [1, 1]
-        && kiln_kernels::on_flex_f32(&x)
-        && kiln_kernels::on_flex_f32(&weight)
-        && bias.as_ref().is_none_or(kiln_kernels::on_flex_f32);
-    match padding {
-        Some(padding) if fusable => conv::conv2d(
+        && kiln_kernels::on_flex_f32(x)
+        && kiln_kernels::on_flex_f32(&conv.weight.val())
+        && conv
+            .bias
+            .as_ref()
+            .is_none_or(|b| kiln_kernels::on_flex_f32(&b.val()));
+    fusable.then_some(conv::ConvSpec {
+        stride: conv.stride,
+        padding,
+    })
+}
+
+/// `conv.forward(x)`: on flex as Kiln's fused convolution (whose gradients are single GEMMs,
+/// [`kiln_kernels::conv`]), elsewhere — and for grouped, dilated or asymmetrically padded convolutions —
+/// as burn's.
+pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match fused_spec(conv, &x) {
+        Some(spec) => conv::conv2d(
             x,
-            weight,
-            bias,
-            conv::ConvSpec {
-                stride: conv.stride,
-                padding,
-            },
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            spec,
         ),
-        _ => conv.forward(x),
+        None => conv.forward(x),
+    }
+}
+
+/// `pool(relu(conv(x)))` (no pool: `relu(conv(x))`), as one fused op where [`convolve`] would fuse and the
+/// pooling is burn's default `MaxPool2dConfig::new([k, k])` (stride = kernel, no padding, floor rounding);
+/// otherwise the three ops one after the other.
+pub fn convolve_relu_pool(conv: &Conv2d, pool: Option<&MaxPool2d>, x: Tensor<4>) -> Tensor<4> {
+    let pool_size = match pool {
+        None => Some(1),
+        Some(p) => {
+            let [k, _] = p.kernel_size;
+            (p.kernel_size == [k, k]
+                && p.stride == [k, k]
+                && p.dilation == [1, 1]
+                && !p.ceil_mode
+                && matches!(p.padding, PaddingConfig2d::Valid))
+            .then_some(k)
+        }
+    };
+    match (fused_spec(conv, &x), pool_size) {
+        (Some(spec), Some(k)) => conv::conv2d_relu_pool(
+            x,
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            spec,
+            k,
+        ),
+        _ => {
+            let y = burn::tensor::activation::relu(convolve(conv, x));
+            match pool {
+                Some(pool) => pool.forward(y),
+                None => y,
+            }
+        }
     }
 }
 
@@ -237,7 +278,12 @@ impl Cnn {
         check_shape("cnn", &[None, Some(c), Some(h), Some(w)], &images.dims())?;
         let mut x = images;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = convolve(&block.conv, hook.layer_input(Layer::Conv(i), x));
+            let input = hook.layer_input(Layer::Conv(i), x);
+            if block.norm.is_none() && self.activation == Activation::Relu {
+                x = convolve_relu_pool(&block.conv, self.pool.as_ref(), input);
+                continue;
+            }
+            x = convolve(&block.conv, input);
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
@@ -300,7 +346,8 @@ mod tests {
     use super::*;
 
     /// Kiln's fused convolution and burn's `Conv2d` give the same outputs and the same gradients of the
-    /// input, weight and bias, for strides, paddings, odd sizes and no bias.
+    /// input, weight and bias, for strides, paddings, odd sizes and no bias; so do the fused convolution,
+    /// ReLU and max pooling (pool 1, 2 and 3: odd sizes drop a last row or column) and burn's three ops.
     #[test]
     fn fused_convolution_equals_burns_with_gradients() {
         use burn::tensor::{Distribution, Tolerance};
@@ -332,46 +379,70 @@ mod tests {
             (1, 1, 2, 4, 4, [2, 2], [2, 2], PaddingConfig2d::Valid, false),
             (4, 6, 3, 9, 8, [3, 3], [1, 1], PaddingConfig2d::Valid, true),
         ];
+        // (epilogue: none, or ReLU and a pool of this size)
+        let epilogues = [None, Some(1), Some(2), Some(3)];
         for (batch, c_in, c_out, h, w, kernel, stride, padding, bias) in cases {
-            device.seed(5);
-            let conv = Conv2dConfig::new([c_in, c_out], kernel)
-                .with_stride(stride)
-                .with_padding(padding.clone())
-                .with_bias(bias)
-                .init(&device);
-            let x =
-                Tensor::<4>::random([batch, c_in, h, w], Distribution::Normal(0.0, 1.0), &device)
-                    .require_grad();
-            // The same loss weights in both runs (drawn once: tests run in parallel on one seeded device).
-            let y_dims = conv.forward(x.clone()).dims();
-            let weights = Tensor::<4>::random(y_dims, Distribution::Normal(0.0, 1.0), &device);
-            let run = |fused: bool| {
-                let y = if fused {
-                    convolve(&conv, x.clone())
-                } else {
-                    conv.forward(x.clone())
+            for epilogue in epilogues {
+                device.seed(5);
+                let conv = Conv2dConfig::new([c_in, c_out], kernel)
+                    .with_stride(stride)
+                    .with_padding(padding.clone())
+                    .with_bias(bias)
+                    .init(&device);
+                let pool = epilogue
+                    .filter(|&k| k > 1)
+                    .map(|k| MaxPool2dConfig::new([k, k]).init());
+                let burn_path = |x: Tensor<4>| {
+                    let y = conv.forward(x);
+                    match epilogue {
+                        None => y,
+                        Some(_) => {
+                            let y = burn::tensor::activation::relu(y);
+                            pool.as_ref().map_or(y.clone(), |p| p.forward(y))
+                        }
+                    }
                 };
-                let grads = (y.clone() * weights.clone()).sum().backward();
-                let mut out = vec![
-                    y.inner().into_data(),
-                    x.grad(&grads).expect("x grad").into_data(),
-                    conv.weight
-                        .val()
-                        .grad(&grads)
-                        .expect("weight grad")
-                        .into_data(),
-                ];
-                out.extend(
-                    conv.bias
-                        .as_ref()
-                        .map(|b| b.val().grad(&grads).expect("bias grad").into_data()),
-                );
-                out
-            };
-            let (fused, burn) = (run(true), run(false));
-            assert_eq!(fused.len(), burn.len());
-            for (a, b) in fused.iter().zip(&burn) {
-                a.assert_approx_eq::<f32>(b, Tolerance::absolute(1e-4));
+                let x = Tensor::<4>::random(
+                    [batch, c_in, h, w],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                )
+                .require_grad();
+                // The same loss weights in both runs (drawn once: tests run in parallel on one seeded
+                // device).
+                let y_dims = burn_path(x.clone()).dims();
+                if y_dims.contains(&0) {
+                    continue; // a pool larger than the output
+                }
+                let weights = Tensor::<4>::random(y_dims, Distribution::Normal(0.0, 1.0), &device);
+                let run = |fused: bool| {
+                    let y = match (fused, epilogue) {
+                        (true, None) => convolve(&conv, x.clone()),
+                        (true, Some(_)) => convolve_relu_pool(&conv, pool.as_ref(), x.clone()),
+                        (false, _) => burn_path(x.clone()),
+                    };
+                    let grads = (y.clone() * weights.clone()).sum().backward();
+                    let mut out = vec![
+                        y.inner().into_data(),
+                        x.grad(&grads).expect("x grad").into_data(),
+                        conv.weight
+                            .val()
+                            .grad(&grads)
+                            .expect("weight grad")
+                            .into_data(),
+                    ];
+                    out.extend(
+                        conv.bias
+                            .as_ref()
+                            .map(|b| b.val().grad(&grads).expect("bias grad").into_data()),
+                    );
+                    out
+                };
+                let (fused, burn) = (run(true), run(false));
+                assert_eq!(fused.len(), burn.len());
+                for (a, b) in fused.iter().zip(&burn) {
+                    a.assert_approx_eq::<f32>(b, Tolerance::absolute(1e-4));
+                }
             }
         }
     }

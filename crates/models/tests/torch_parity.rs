@@ -249,7 +249,8 @@ fn burn_nn_rnn_lstm_and_gru_match_torch_too() {
 }
 
 /// burn's `MultiHeadAttention` with `torch.nn.MultiheadAttention`'s weights, on the fixture's inputs and
-/// masks; the output must equal PyTorch's within 1e-5.
+/// masks, run both by burn's `forward` and by Kiln's fused attention (`transformer::fused::attention`, the
+/// path Kiln's stacks take on flex); both outputs must equal PyTorch's within 1e-5.
 fn check_mha(case: &str) {
     let device = Device::flex();
     let mut mha = MultiHeadAttentionConfig::new(8, 2).init(&device);
@@ -261,24 +262,33 @@ fn check_mha(case: &str) {
     .unwrap();
     let io = Io::open(case);
     let q: Tensor<3> = io.tensor("q", &device);
+    let (k, v): (Tensor<3>, Tensor<3>) = (io.tensor("k", &device), io.tensor("v", &device));
     let [batch, queries, _] = q.dims();
-    let mut input = MhaInput::new(q, io.tensor("k", &device), io.tensor("v", &device));
-    if io.has("key_padding_mask") {
-        input = input.mask_pad(
-            io.tensor::<2>("key_padding_mask", &device)
-                .greater_elem(0.5),
-        );
-    }
-    if io.has("attn_mask") {
+    let mask_pad = io.has("key_padding_mask").then(|| {
+        io.tensor::<2>("key_padding_mask", &device)
+            .greater_elem(0.5)
+    });
+    let mask_attn = io.has("attn_mask").then(|| {
         let mask = io.tensor::<2>("attn_mask", &device).greater_elem(0.5);
         let keys = mask.dims()[1];
-        input = input.mask_attn(mask.unsqueeze::<3>().expand([batch, queries, keys]));
+        mask.unsqueeze::<3>().expand([batch, queries, keys])
+    });
+    let mut input = MhaInput::new(q.clone(), k.clone(), v.clone());
+    if let Some(mask) = mask_pad.clone() {
+        input = input.mask_pad(mask);
     }
-    let out = mha.forward(input).context;
-    out.into_data().assert_approx_eq::<f32>(
-        &io.tensor::<3>("out", &device).into_data(),
-        Tolerance::absolute(1e-5),
-    );
+    if let Some(mask) = mask_attn.clone() {
+        input = input.mask_attn(mask);
+    }
+    let expected = io.tensor::<3>("out", &device).into_data();
+    let burn_out = mha.forward(input).context;
+    burn_out
+        .into_data()
+        .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+    let fused_out = kiln_models::transformer::fused::attention(&mha, q, k, v, mask_pad, mask_attn);
+    fused_out
+        .into_data()
+        .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! with the backward of [`cpu`]; on other backends callers use burn's `Conv2d`.
 
 pub mod cpu;
+pub mod epilogue;
 mod op;
 
 use burn::prelude::*;
@@ -36,4 +37,25 @@ pub fn conv2d(
     let out_channels = weight.dims()[0];
     let bias = bias.unwrap_or_else(|| Tensor::zeros([out_channels], &x.device()));
     op::fused(x, weight, bias, spec)
+}
+
+/// `max pool(relu(conv(x, weight) + bias))` in one op, pooling with kernel = stride `pool` (no padding,
+/// floor rounding; `pool` 1 is the ReLU alone): the block of a CNN without batch norm, with no
+/// full-resolution activation kept for the backward pass ([`epilogue`]).
+///
+/// # Shapes
+/// - as [`conv2d`]; returns `[batch, out_channels, out_h / pool, out_w / pool]`
+///
+/// Call only where [`crate::on_flex_f32`] (of every input) is true and `pool ≥ 1`; the caller checks the
+/// shapes.
+pub fn conv2d_relu_pool(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    spec: ConvSpec,
+    pool: usize,
+) -> Tensor<4> {
+    let out_channels = weight.dims()[0];
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([out_channels], &x.device()));
+    op::fused_relu_pool(x, weight, bias, spec, pool.max(1))
 }

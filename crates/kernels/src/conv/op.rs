@@ -2,6 +2,7 @@
 
 use super::ConvSpec;
 use super::cpu::{self, ConvDims};
+use super::epilogue;
 use crate::flex::{dense, slice, tensor};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
@@ -10,6 +11,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The fused convolution, on the backends that have it.
@@ -22,6 +24,15 @@ pub trait FusedConvOps: Backend {
         bias: FloatTensor<Self>,
         spec: ConvSpec,
     ) -> FloatTensor<Self>;
+
+    /// `max pool(relu(conv(x, weight) + bias))` (see [`super::conv2d_relu_pool`]).
+    fn fused_conv2d_relu_pool(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+        pool: usize,
+    ) -> FloatTensor<Self>;
 }
 
 /// Calls the op through burn's dispatch.
@@ -31,6 +42,23 @@ pub(super) fn fused(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, spec: Conv
         weight.into_dispatch(),
         bias.into_dispatch(),
         spec,
+    ))
+}
+
+/// Calls the op with its ReLU and pooling epilogue through burn's dispatch.
+pub(super) fn fused_relu_pool(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    spec: ConvSpec,
+    pool: usize,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedConvOps>::fused_conv2d_relu_pool(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        spec,
+        pool,
     ))
 }
 
@@ -57,6 +85,25 @@ fn forward(d: &ConvDims, x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> (Fle
     (tensor(y, &[d.batch, d.out_channels, oh, ow]), cols)
 }
 
+/// The pooled result of [`forward`] after the epilogue: the tensor, its values and the maxima's offsets.
+fn forward_relu_pool(
+    d: &ConvDims,
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: &FlexTensor,
+    pool: usize,
+) -> (FlexTensor, Vec<f32>, Vec<u32>, Vec<f32>) {
+    let (y, cols) = forward(d, x, w, b);
+    let (pooled, argmax) = epilogue::forward(slice(&y), d.out_hw(), pool);
+    let [ph, pw] = epilogue::pooled_hw(d.out_hw(), pool);
+    (
+        tensor(pooled.clone(), &[d.batch, d.out_channels, ph, pw]),
+        pooled,
+        argmax,
+        cols,
+    )
+}
+
 impl FusedConvOps for Flex {
     fn fused_conv2d(
         x: FloatTensor<Self>,
@@ -66,21 +113,49 @@ impl FusedConvOps for Flex {
     ) -> FloatTensor<Self> {
         forward(&dims(&x, &weight, spec), &x, &weight, &bias).0
     }
+
+    fn fused_conv2d_relu_pool(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+        pool: usize,
+    ) -> FloatTensor<Self> {
+        forward_relu_pool(&dims(&x, &weight, spec), &x, &weight, &bias, pool).0
+    }
 }
 
 /// The convolution's gradients.
 #[derive(Debug)]
 struct FusedConvBackward;
 
+/// What the fused ReLU and pooling keep for the backward pass.
+#[derive(Debug)]
+struct Epilogue {
+    pool: usize,
+    pooled: Vec<f32>,
+    argmax: Vec<u32>,
+}
+
 impl Backward<Flex, 3> for FusedConvBackward {
-    /// Sizes, the dense weight and the forward's im2col columns.
-    type State = (ConvDims, FlexTensor, Arc<Vec<f32>>);
+    /// Sizes, the dense weight, the forward's im2col columns and the epilogue's record, if any.
+    type State = (ConvDims, FlexTensor, Arc<Vec<f32>>, Option<Arc<Epilogue>>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (d, w, cols) = ops.state;
-        let dy = dense(&grads.consume::<Flex>(&ops.node));
+        let (d, w, cols, epilogue) = ops.state;
+        let dout = dense(&grads.consume::<Flex>(&ops.node));
+        let dy: Cow<'_, [f32]> = match &epilogue {
+            None => Cow::Borrowed(slice(&dout)),
+            Some(e) => Cow::Owned(epilogue::backward(
+                &e.pooled,
+                &e.argmax,
+                slice(&dout),
+                d.out_hw(),
+                e.pool,
+            )),
+        };
         let [node_x, node_w, node_b] = ops.parents;
-        let (dx, dw, db) = cpu::backward(&d, slice(&w), &cols, slice(&dy), node_x.is_some());
+        let (dx, dw, db) = cpu::backward(&d, slice(&w), &cols, &dy, node_x.is_some());
         if let Some(node) = node_x {
             grads.register::<Flex>(
                 node.id,
@@ -115,9 +190,41 @@ impl<C: CheckpointStrategy> FusedConvOps for Autodiff<Flex, C> {
         {
             OpsKind::Tracked(prep) => {
                 let (y, cols) = forward(&d, &x, &w, &b);
-                prep.finish((d, dense(&w), Arc::new(cols)), y)
+                prep.finish((d, dense(&w), Arc::new(cols), None), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(forward(&d, &x, &w, &b).0),
+        }
+    }
+
+    fn fused_conv2d_relu_pool(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+        pool: usize,
+    ) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let (w, w_node) = weight.into_parts();
+        let (b, b_node) = bias.into_parts();
+        let d = dims(&x, &w, spec);
+        match FusedConvBackward
+            .prepare::<C>([x_node, w_node, b_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, pooled, argmax, cols) = forward_relu_pool(&d, &x, &w, &b, pool);
+                let epilogue = Epilogue {
+                    pool,
+                    pooled,
+                    argmax,
+                };
+                prep.finish(
+                    (d, dense(&w), Arc::new(cols), Some(Arc::new(epilogue))),
+                    out,
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward_relu_pool(&d, &x, &w, &b, pool).0),
         }
     }
 }

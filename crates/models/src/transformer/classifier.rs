@@ -75,9 +75,9 @@ impl TransformerClassifier {
         )?;
         let [batch, _, _] = x.dims();
         let d_model = self.stack.d_model;
-        let encoded = self
-            .stack
-            .try_forward(self.input.forward(x), valid.clone(), false)?;
+        let encoded =
+            self.stack
+                .try_forward(super::fused::linear(&self.input, x), valid.clone(), false)?;
         let pooled = match valid {
             Some(valid) => {
                 let weights = valid.float().unsqueeze_dim::<3>(2);

@@ -80,7 +80,10 @@ impl TransformerLm {
         check_shape("transformer_lm", &[None, None], &tokens.dims())?;
         check_token_range("transformer_lm", &tokens, self.vocab_size())?;
         let x = self.embedding.forward(tokens);
-        Ok(self.output.forward(self.stack.try_forward(x, valid, true)?))
+        Ok(super::fused::linear(
+            &self.output,
+            self.stack.try_forward(x, valid, true)?,
+        ))
     }
 
     /// The step's loss (nats per token over real steps) with the logits and targets for the metrics.

@@ -1,10 +1,11 @@
 //! Transformers, on burn's attention and encoder modules: the [`stack`] every model shares (positions,
 //! layers, masks), an encoder [`classifier`], a decoder-only language model ([`lm`]), an encoder–decoder
-//! for translation ([`seq2seq`]), and the import of
+//! for translation ([`seq2seq`]), burn's layers run on Kiln's fused kernels ([`fused`]), and the import of
 //! PyTorch's multi-head attention weights ([`attention`]).
 
 pub mod attention;
 pub mod classifier;
+pub mod fused;
 pub mod lm;
 pub mod seq2seq;
 pub mod stack;

@@ -131,7 +131,7 @@ impl Seq2Seq {
         let out = self
             .decoder
             .try_forward(x, target_valid, memory, Some(source_valid))?;
-        Ok(self.output.forward(out))
+        Ok(super::fused::linear(&self.output, out))
     }
 
     /// The teacher-forced loss (nats per target token over real steps) with logits and targets for metrics.

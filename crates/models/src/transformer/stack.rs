@@ -2,17 +2,18 @@
 //! `TransformerEncoder` (multi-head self-attention and a position-wise feed-forward network per layer, pre- or
 //! post-norm), a final layer norm for pre-norm stacks, and the padding and causal masks.
 //!
-//! burn's `TransformerEncoder`, `MultiHeadAttention` and sinusoidal `PositionalEncoding` are used as they are
-//! (the attention is checked against `torch.nn.MultiheadAttention` in `tests/torch_parity.rs`). Kiln adds what
+//! burn's `TransformerEncoder`, `MultiHeadAttention` and sinusoidal `PositionalEncoding` are the modules
+//! (the attention is checked against `torch.nn.MultiheadAttention` in `tests/torch_parity.rs`); their layers
+//! run through [`fused`], which computes burn's forward with Kiln's fused kernels on flex. Kiln adds what
 //! they lack: learned positions, the final norm a pre-norm stack needs (burn's pre-norm encoder ends on a
 //! residual sum, as PyTorch's does without its optional `norm`), and a checked config.
 
+use super::fused;
 use crate::ModelError;
 use burn::nn::activation::ActivationConfig;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{
-    TransformerDecoder, TransformerDecoderConfig, TransformerDecoderInput, TransformerEncoder,
-    TransformerEncoderConfig, TransformerEncoderInput,
+    TransformerDecoder, TransformerDecoderConfig, TransformerEncoder, TransformerEncoderConfig,
 };
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig,
@@ -222,18 +223,15 @@ impl EncoderStack {
             self.max_len,
         )?;
         let device = x.device();
-        let x = self.positions.forward(x);
-        let mut input = TransformerEncoderInput::new(self.input_dropout.forward(x));
-        if let Some(valid) = valid {
-            input = input.mask_pad(valid.bool_not());
+        let mut x = self.input_dropout.forward(self.positions.forward(x));
+        let mask_pad = valid.map(|valid| valid.bool_not());
+        let mask_attn = causal.then(|| generate_autoregressive_mask(batch, steps, &device));
+        for layer in &self.encoder.layers {
+            x = fused::encoder_layer(layer, x, mask_pad.clone(), mask_attn.clone());
         }
-        if causal {
-            input = input.mask_attn(generate_autoregressive_mask(batch, steps, &device));
-        }
-        let out = self.encoder.forward(input);
         Ok(match &self.final_norm {
-            Some(norm) => norm.forward(out),
-            None => out,
+            Some(norm) => fused::layer_norm(norm, x),
+            None => x,
         })
     }
 }
@@ -325,19 +323,18 @@ impl DecoderStack {
             });
         }
         let device = x.device();
-        let x = self.input_dropout.forward(self.positions.forward(x));
-        let mut input = TransformerDecoderInput::new(x, memory)
-            .target_mask_attn(generate_autoregressive_mask(batch, steps, &device));
-        if let Some(valid) = valid {
-            input = input.target_mask_pad(valid.bool_not());
+        let mut x = self.input_dropout.forward(self.positions.forward(x));
+        let masks = fused::DecoderMasks {
+            target_pad: valid.map(|valid| valid.bool_not()),
+            target_attn: Some(generate_autoregressive_mask(batch, steps, &device)),
+            memory_pad: memory_valid.map(|valid| valid.bool_not()),
+        };
+        for layer in &self.decoder.layers {
+            x = fused::decoder_layer(layer, x, &memory, &masks);
         }
-        if let Some(memory_valid) = memory_valid {
-            input = input.memory_mask_pad(memory_valid.bool_not());
-        }
-        let out = self.decoder.forward(input);
         Ok(match &self.final_norm {
-            Some(norm) => norm.forward(out),
-            None => out,
+            Some(norm) => fused::layer_norm(norm, x),
+            None => x,
         })
     }
 }
