@@ -6,6 +6,7 @@
 
 use crate::flex::{dense, slice, tensor};
 use crate::math;
+use crate::simd::multiversion;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -32,20 +33,42 @@ pub trait FusedGeluOps: Backend {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// `f` applied to every element of `x` (dense f32), as a tensor of `x`'s shape.
-fn map(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
+multiversion! {
+    /// `out = gelu(x)`, element-wise.
+    fn gelu_slice(x: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        let x = &x[..n];
+        for j in 0..n {
+            out[j] = math::gelu(x[j]);
+        }
+    }
+}
+
+multiversion! {
+    /// `dx = dy · gelu'(x)`, element-wise.
+    fn gelu_grad_slice(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let n = dx.len();
+        let (x, dy) = (&x[..n], &dy[..n]);
+        for j in 0..n {
+            dx[j] = dy[j] * math::gelu_grad(x[j]);
+        }
+    }
+}
+
+/// The GELU of every element of `x`, as a dense tensor of `x`'s shape.
+fn forward(x: &FlexTensor) -> FlexTensor {
     let x = dense(x);
     let src = slice(&x);
     let mut out = vec![0.0f32; src.len()];
     out.par_chunks_mut(BLOCK)
         .zip(src.par_chunks(BLOCK))
-        .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &v)| *o = f(v)));
+        .for_each(|(o, s)| gelu_slice(s, o));
     tensor(out, x.layout().shape())
 }
 
 impl FusedGeluOps for Flex {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        map(&x, math::gelu)
+        forward(&x)
     }
 }
 
@@ -68,11 +91,7 @@ impl Backward<Flex, 1> for FusedGeluBackward {
                         .par_chunks(BLOCK)
                         .zip(slice(&dy).par_chunks(BLOCK)),
                 )
-                .for_each(|(dx, (x, dy))| {
-                    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                        *dx = dy * math::gelu_grad(x);
-                    }
-                });
+                .for_each(|(dx, (x, dy))| gelu_grad_slice(x, dy, dx));
             grads.register::<Flex>(node.id, tensor(dx, x.layout().shape()));
         }
     }
@@ -87,10 +106,10 @@ impl<C: CheckpointStrategy> FusedGeluOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = map(&x, math::gelu);
+                let y = forward(&x);
                 prep.finish(dense(&x), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(map(&x, math::gelu)),
+            OpsKind::UnTracked(prep) => prep.finish(forward(&x)),
         }
     }
 }

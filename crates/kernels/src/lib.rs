@@ -15,5 +15,6 @@ pub mod layer_norm;
 pub mod math;
 mod matmul;
 pub mod recurrent;
+mod simd;
 
 pub use flex::on_flex_f32;

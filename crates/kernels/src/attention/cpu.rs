@@ -7,6 +7,7 @@
 //! stride of the full width, so no head is ever copied out or back.
 
 use crate::matmul::{View, matmul, matmul_into};
+use crate::simd::multiversion;
 use rayon::prelude::*;
 
 /// The sizes of one attention call.
@@ -64,6 +65,27 @@ impl Shared {
     }
 }
 
+multiversion! {
+    /// `row = exp(row − max)`.
+    fn exp_shifted(row: &mut [f32], max: f32) {
+        for v in row.iter_mut() {
+            *v = crate::math::exp(*v - max);
+        }
+    }
+}
+
+multiversion! {
+    /// `row = exp(row − max)` where `blocked` is 0, else 0 (the exponential is computed either way, of a
+    /// finite score, and discarded: a select, not a branch).
+    fn exp_shifted_open(row: &mut [f32], blocked: &[f32], max: f32) {
+        let blocked = &blocked[..row.len()];
+        for (v, &m) in row.iter_mut().zip(blocked) {
+            let e = crate::math::exp(*v - max);
+            *v = if m == 0.0 { e } else { 0.0 };
+        }
+    }
+}
+
 /// Softmax over one row of scaled scores in place, blocked keys (`blocked[j] != 0`) given weight 0 and
 /// never exponentiated. A row whose keys are all blocked gets uniform weights, as burn's softmax after
 /// filling blocked scores with one large negative value does.
@@ -79,22 +101,17 @@ fn masked_softmax_row(row: &mut [f32], blocked: Option<&[f32]>) {
         row.fill(1.0 / row.len() as f32);
         return;
     }
-    let mut sum = 0.0;
     match blocked {
-        None => {
-            for s in row.iter_mut() {
-                *s = crate::math::exp(*s - max);
-                sum += *s;
-            }
-        }
-        Some(mask) => {
-            for (s, &m) in row.iter_mut().zip(mask) {
-                let e = crate::math::exp(*s - max);
-                *s = if m == 0.0 { e } else { 0.0 };
-                sum += *s;
-            }
-        }
+        None => exp_shifted(row, max),
+        Some(mask) => exp_shifted_open(row, mask, max),
     }
+    // Eight partial sums, so the loop vectorises.
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += v);
+    }
+    let sum = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|s| *s *= inv);
 }

@@ -10,6 +10,7 @@
 use super::Cell;
 use crate::math::{sigmoid, tanh};
 use crate::matmul::{View, matmul};
+use crate::simd::multiversion;
 use rayon::prelude::*;
 
 /// The sizes of one direction's run.
@@ -253,6 +254,93 @@ fn gate_block(row: &[f32], g: usize, h: usize) -> &[f32] {
     &row[g * h..(g + 1) * h]
 }
 
+multiversion! {
+    /// One LSTM step for one row: gates from the input and hidden projections (`x*`, `h*`, order i, f, g,
+    /// o), the new cell state in `c`, and the values the backward pass keeps (gates, `tanh(c)`); the new
+    /// hidden state goes to both `h` and `out`. Every slice has the hidden size.
+    fn lstm_forward_gates(
+        xi: &[f32],
+        xf: &[f32],
+        xg: &[f32],
+        xo: &[f32],
+        hi: &[f32],
+        hf: &[f32],
+        hg: &[f32],
+        ho: &[f32],
+        c: &mut [f32],
+        gi: &mut [f32],
+        gf: &mut [f32],
+        gg: &mut [f32],
+        go: &mut [f32],
+        tc: &mut [f32],
+        h: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let n = c.len();
+        let (xi, xf, xg, xo) = (&xi[..n], &xf[..n], &xg[..n], &xo[..n]);
+        let (hi, hf, hg, ho) = (&hi[..n], &hf[..n], &hg[..n], &ho[..n]);
+        let (gi, gf, gg, go) = (&mut gi[..n], &mut gf[..n], &mut gg[..n], &mut go[..n]);
+        let (tc, h, out) = (&mut tc[..n], &mut h[..n], &mut out[..n]);
+        for j in 0..n {
+            let i = sigmoid(xi[j] + hi[j]);
+            let f = sigmoid(xf[j] + hf[j]);
+            let g = tanh(xg[j] + hg[j]);
+            let o = sigmoid(xo[j] + ho[j]);
+            let cv = f * c[j] + i * g;
+            let t = tanh(cv);
+            gi[j] = i;
+            gf[j] = f;
+            gg[j] = g;
+            go[j] = o;
+            c[j] = cv;
+            tc[j] = t;
+            let hv = o * t;
+            h[j] = hv;
+            out[j] = hv;
+        }
+    }
+}
+
+multiversion! {
+    /// One LSTM step of the backward pass for one row: from the saved gates, `tanh(c)` and previous cell
+    /// state, and the gradients arriving at h (`dh` from the next step, `dy` from the output) and at c
+    /// (`dc`, replaced by the gradient of the previous cell state), the gate gradients `d*`; `direct` (the
+    /// part of the previous hidden state's gradient not through the gates) is zero for the LSTM.
+    fn lstm_backward_gates(
+        gi: &[f32],
+        gf: &[f32],
+        gg: &[f32],
+        go: &[f32],
+        tc: &[f32],
+        c_prev: &[f32],
+        dh: &[f32],
+        dy: &[f32],
+        dc: &mut [f32],
+        di: &mut [f32],
+        df: &mut [f32],
+        dgg: &mut [f32],
+        d_o: &mut [f32],
+        direct: &mut [f32],
+    ) {
+        let n = dc.len();
+        let (gi, gf, gg, go) = (&gi[..n], &gf[..n], &gg[..n], &go[..n]);
+        let (tc, c_prev, dh, dy) = (&tc[..n], &c_prev[..n], &dh[..n], &dy[..n]);
+        let (di, df, dgg, d_o) = (&mut di[..n], &mut df[..n], &mut dgg[..n], &mut d_o[..n]);
+        let direct = &mut direct[..n];
+        for j in 0..n {
+            let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+            let dht = dh[j] + dy[j];
+            let dct = dc[j] + dht * o * (1.0 - tc[j] * tc[j]);
+            di[j] = dct * g * i * (1.0 - i);
+            df[j] = dct * c_prev[j] * f * (1.0 - f);
+            dgg[j] = dct * i * (1.0 - g * g);
+            d_o[j] = dht * tc[j] * o * (1.0 - o);
+            dc[j] = dct * f;
+            direct[j] = 0.0;
+        }
+    }
+}
+
 /// The recurrence of one block of rows.
 fn forward_block(p: ForwardBlock<'_>, w: Weights<'_>) {
     let d = p.d;
@@ -294,43 +382,27 @@ fn forward_block(p: ForwardBlock<'_>, w: Weights<'_>) {
                     }
                 }
                 Cell::Lstm => {
-                    // Every slice cut to exactly `h`, so the loop has no bounds checks and vectorises.
-                    let crow = &mut p.cs[bi * h..(bi + 1) * h];
-                    let tc_row = &mut p.extra[at * h..(at + 1) * h];
-                    let (hrow, out) = (&mut hrow[..h], &mut out[..h]);
-                    let (xi, xf, xg, xo) = (
+                    let (gi, rest) = gates.split_at_mut(h);
+                    let (gf, rest) = rest.split_at_mut(h);
+                    let (gg, go) = rest.split_at_mut(h);
+                    lstm_forward_gates(
                         gate_block(x_part, 0, h),
                         gate_block(x_part, 1, h),
                         gate_block(x_part, 2, h),
                         gate_block(x_part, 3, h),
-                    );
-                    let (hi, hf, hg, ho) = (
                         gate_block(h_part, 0, h),
                         gate_block(h_part, 1, h),
                         gate_block(h_part, 2, h),
                         gate_block(h_part, 3, h),
+                        &mut p.cs[bi * h..(bi + 1) * h],
+                        gi,
+                        gf,
+                        gg,
+                        &mut go[..h],
+                        &mut p.extra[at * h..(at + 1) * h],
+                        &mut hrow[..h],
+                        &mut out[..h],
                     );
-                    let (gi, rest) = gates.split_at_mut(h);
-                    let (gf, rest) = rest.split_at_mut(h);
-                    let (gg, go) = rest.split_at_mut(h);
-                    let go = &mut go[..h];
-                    for j in 0..h {
-                        let i = sigmoid(xi[j] + hi[j]);
-                        let f = sigmoid(xf[j] + hf[j]);
-                        let g = tanh(xg[j] + hg[j]);
-                        let o = sigmoid(xo[j] + ho[j]);
-                        let c = f * crow[j] + i * g;
-                        let tc = tanh(c);
-                        gi[j] = i;
-                        gf[j] = f;
-                        gg[j] = g;
-                        go[j] = o;
-                        crow[j] = c;
-                        tc_row[j] = tc;
-                        let hv = o * tc;
-                        hrow[j] = hv;
-                        out[j] = hv;
-                    }
                 }
                 Cell::Gru => {
                     let hn_row = &mut p.extra[at * h..(at + 1) * h];
@@ -516,31 +588,25 @@ fn backward_block(p: BackwardBlock<'_>, w: Weights<'_>) {
                     }
                 }
                 Cell::Lstm => {
-                    let tc = &p.extra[at * h..(at + 1) * h];
-                    let c_prev = &p.c_prev[at * h..(at + 1) * h];
-                    let dc_row = &mut p.dc[bi * h..(bi + 1) * h];
-                    let (dh_row, dy_row, direct) = (&dh_row[..h], &dy_row[..h], &mut direct[..h]);
-                    let (gi, gf, gg, go) = (
+                    let (di, rest) = dg.split_at_mut(h);
+                    let (df, rest) = rest.split_at_mut(h);
+                    let (dgg, d_o) = rest.split_at_mut(h);
+                    lstm_backward_gates(
                         &gates[..h],
                         &gates[h..2 * h],
                         &gates[2 * h..3 * h],
                         &gates[3 * h..4 * h],
+                        &p.extra[at * h..(at + 1) * h],
+                        &p.c_prev[at * h..(at + 1) * h],
+                        &dh_row[..h],
+                        &dy_row[..h],
+                        &mut p.dc[bi * h..(bi + 1) * h],
+                        di,
+                        df,
+                        dgg,
+                        &mut d_o[..h],
+                        &mut direct[..h],
                     );
-                    let (di, rest) = dg.split_at_mut(h);
-                    let (df, rest) = rest.split_at_mut(h);
-                    let (dgg, d_o) = rest.split_at_mut(h);
-                    let d_o = &mut d_o[..h];
-                    for j in 0..h {
-                        let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-                        let dht = dh_row[j] + dy_row[j];
-                        let dct = dc_row[j] + dht * o * (1.0 - tc[j] * tc[j]);
-                        di[j] = dct * g * i * (1.0 - i);
-                        df[j] = dct * c_prev[j] * f * (1.0 - f);
-                        dgg[j] = dct * i * (1.0 - g * g);
-                        d_o[j] = dht * tc[j] * o * (1.0 - o);
-                        dc_row[j] = dct * f;
-                        direct[j] = 0.0;
-                    }
                 }
                 Cell::Gru => {
                     let hn = &p.extra[at * h..(at + 1) * h];
