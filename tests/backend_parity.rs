@@ -235,3 +235,28 @@ fn recurrent_classifiers_agree_across_backends() {
         );
     }
 }
+
+#[test]
+fn transformer_classifier_agrees_across_backends() {
+    use kiln::models::transformer::{
+        EncoderStackConfig, TransformerClassifier, TransformerClassifierConfig,
+    };
+    // Rows of the 3×4 images as 3 steps of 4 features; two layers of Kiln's fused attention, layer norm
+    // and GELU on flex, burn's generic ones elsewhere. Pre- and post-norm; no dropout (each backend draws
+    // its own masks).
+    for norm_first in [true, false] {
+        let stack = EncoderStackConfig::new(8)
+            .with_n_heads(2)
+            .with_n_layers(2)
+            .with_d_ff(16)
+            .with_dropout(0.0)
+            .with_norm_first(norm_first)
+            .with_max_len(3);
+        let config = TransformerClassifierConfig::new(4, 4, stack);
+        classifier_agrees_across_backends(
+            &format!("Transformer classifier (norm_first {norm_first})"),
+            &|dev| config.init(dev).unwrap(),
+            &|m: &TransformerClassifier, images| m.try_forward(images, None).unwrap(),
+        );
+    }
+}
