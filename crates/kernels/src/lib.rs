@@ -16,5 +16,7 @@ pub mod math;
 mod matmul;
 pub mod recurrent;
 mod simd;
+#[cfg(test)]
+mod testing;
 
 pub use flex::on_flex_f32;

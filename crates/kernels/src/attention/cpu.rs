@@ -116,6 +116,23 @@ fn masked_softmax_row(row: &mut [f32], blocked: Option<&[f32]>) {
     row.iter_mut().for_each(|s| *s *= inv);
 }
 
+/// The weights `probs` of one pair after dropout: `probs` itself without it, else `probs ∘ keep` in
+/// `scratch`.
+fn after_dropout<'a>(
+    probs: &'a [f32],
+    keep: Option<&[f32]>,
+    scratch: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    match keep {
+        None => probs,
+        Some(keep) => {
+            scratch.clear();
+            scratch.extend(probs.iter().zip(keep).map(|(p, k)| p * k));
+            scratch
+        }
+    }
+}
+
 /// The forward pass.
 ///
 /// - `q`: `[batch, q_steps, width]`; `k`, `v`: `[batch, k_steps, width]`
@@ -159,15 +176,8 @@ pub fn forward(
                 let mask = blocked.map(|m| &m[(b * tq + i) * tk..(b * tq + i + 1) * tk]);
                 masked_softmax_row(row, mask);
             }
-            let weights: &[f32] = match keep {
-                None => p,
-                Some(keep) => {
-                    let keep = &keep[pair * d.scores()..(pair + 1) * d.scores()];
-                    dropped.clear();
-                    dropped.extend(p.iter().zip(keep).map(|(p, k)| p * k));
-                    dropped
-                }
-            };
+            let keep = keep.map(|keep| &keep[pair * d.scores()..(pair + 1) * d.scores()]);
+            let weights = after_dropout(p, keep, dropped);
             // SAFETY: pair (b, h) alone writes rows b·tq.. and columns h·dh.. of `out`.
             unsafe {
                 matmul_into(
@@ -225,14 +235,7 @@ pub fn backward(
             let (qo, ko) = d.offsets(pair);
             let p = &probs[pair * d.scores()..(pair + 1) * d.scores()];
             let keep = keep.map(|keep| &keep[pair * d.scores()..(pair + 1) * d.scores()]);
-            let weights: &[f32] = match keep {
-                None => p,
-                Some(keep) => {
-                    dropped.clear();
-                    dropped.extend(p.iter().zip(keep).map(|(p, k)| p * k));
-                    dropped
-                }
-            };
+            let weights = after_dropout(p, keep, dropped);
             // dV = weightsᵀ · dOut.
             // SAFETY (all three `matmul_into`): pair (b, h) alone writes its rows and head columns.
             unsafe {
@@ -312,6 +315,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::values;
 
     /// Attention written out by its definition, in f64.
     fn reference(
@@ -371,15 +375,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
-                (x % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
     }
 
     struct Case {

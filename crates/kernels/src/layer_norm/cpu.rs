@@ -121,12 +121,11 @@ pub fn backward(
 mod tests {
     use super::*;
 
+    /// Values over [−2, 2).
     fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
-                (x % 2000) as f32 / 500.0 - 2.0
-            })
+        crate::testing::values(n, seed)
+            .iter()
+            .map(|v| 2.0 * v)
             .collect()
     }
 
