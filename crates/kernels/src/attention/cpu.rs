@@ -86,8 +86,9 @@ multiversion! {
     }
 }
 
-/// Softmax over one row of scaled scores in place, blocked keys (`blocked[j] != 0`) given weight 0 and
-/// never exponentiated. A row whose keys are all blocked gets uniform weights, as burn's softmax after
+/// Softmax over one row of scaled scores in place. Blocked keys (`blocked[j] != 0`) take no part in the
+/// maximum or the sum and get weight exactly 0 (their finite scores are exponentiated with the others and
+/// the result discarded, so the loop has no branch; no −∞ or −10⁴ fill is ever exponentiated). A row whose keys are all blocked gets uniform weights, as burn's softmax after
 /// filling blocked scores with one large negative value does.
 fn masked_softmax_row(row: &mut [f32], blocked: Option<&[f32]>) {
     let open = |j: usize| blocked.is_none_or(|m| m[j] == 0.0);

@@ -60,6 +60,7 @@ fn dims(q: &FlexTensor, k: &FlexTensor, heads: usize) -> AttentionDims {
 }
 
 /// Dense inputs of one call, masks `None` where empty.
+#[derive(Debug)]
 struct Inputs {
     q: FlexTensor,
     k: FlexTensor,
@@ -122,17 +123,12 @@ impl FusedAttentionOps for Flex {
 struct FusedAttentionBackward;
 
 /// What the backward pass keeps from the forward.
+#[derive(Debug)]
 struct Saved {
     d: AttentionDims,
     inputs: Inputs,
     probs: Vec<f32>,
     scale: f32,
-}
-
-impl std::fmt::Debug for Saved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Saved").field("d", &self.d).finish()
-    }
 }
 
 impl Backward<Flex, 3> for FusedAttentionBackward {

@@ -1,12 +1,17 @@
 //! ReLU and max pooling applied to a convolution's output inside the fused op, and their backward pass.
 //!
 //! `relu(max(window))` equals `max(relu(window))` (ReLU is monotonic), so the op pools the raw outputs and
-//! keeps, per pooled cell, the offset of the window's maximum; the backward pass sends a pooled cell's
-//! gradient to that offset where the pooled value is positive, and nothing elsewhere. Pooling has kernel
+//! keeps, per pooled cell, the offset of the window's maximum where that maximum is positive ([`ZERO`]
+//! where ReLU made the cell 0); the backward pass sends each pooled cell's gradient to its offset, and
+//! nothing elsewhere. Pooling has kernel
 //! = stride `pool`, no padding, floor rounding (burn's `MaxPool2dConfig::new([pool, pool])`); `pool` 1 is
 //! the ReLU alone. Ties go to the first maximum in row-major order.
 
 use rayon::prelude::*;
+
+/// The offset recorded for a pooled cell whose maximum was not positive: ReLU made it 0, and it passes no
+/// gradient.
+pub const ZERO: u32 = u32::MAX;
 
 /// Pooled `[height, width]` of a `[height, width]` plane.
 pub fn pooled_hw([h, w]: [usize; 2], pool: usize) -> [usize; 2] {
@@ -14,7 +19,7 @@ pub fn pooled_hw([h, w]: [usize; 2], pool: usize) -> [usize; 2] {
 }
 
 /// `relu(max pool(y))` for planes of `[h, w]` (`y` is `[planes, h, w]`): the pooled values and, per pooled
-/// cell, the offset of its maximum inside its plane.
+/// cell, the offset of its maximum inside its plane ([`ZERO`] where the maximum was not positive).
 pub fn forward(y: &[f32], [h, w]: [usize; 2], pool: usize) -> (Vec<f32>, Vec<u32>) {
     let [ph, pw] = pooled_hw([h, w], pool);
     let planes = y.len() / (h * w).max(1);
@@ -38,7 +43,7 @@ pub fn forward(y: &[f32], [h, w]: [usize; 2], pool: usize) -> (Vec<f32>, Vec<u32
                         }
                     }
                     out[py * pw + px] = best.max(0.0);
-                    argmax[py * pw + px] = at as u32;
+                    argmax[py * pw + px] = if best > 0.0 { at as u32 } else { ZERO };
                 }
             }
         });
@@ -46,23 +51,16 @@ pub fn forward(y: &[f32], [h, w]: [usize; 2], pool: usize) -> (Vec<f32>, Vec<u32
 }
 
 /// The gradient of the convolution's output `[planes, h, w]` from that of [`forward`]'s result.
-pub fn backward(
-    pooled: &[f32],
-    argmax: &[u32],
-    dpooled: &[f32],
-    [h, w]: [usize; 2],
-    pool: usize,
-) -> Vec<f32> {
+pub fn backward(argmax: &[u32], dpooled: &[f32], [h, w]: [usize; 2], pool: usize) -> Vec<f32> {
     let [ph, pw] = pooled_hw([h, w], pool);
     let cells = (ph * pw).max(1);
-    let planes = pooled.len() / cells;
+    let planes = argmax.len() / cells;
     let mut dy = vec![0.0f32; planes * h * w];
     dy.par_chunks_mut((h * w).max(1))
-        .zip(pooled.par_chunks(cells))
         .zip(argmax.par_chunks(cells).zip(dpooled.par_chunks(cells)))
-        .for_each(|((dy, pooled), (argmax, dpooled))| {
-            for ((&v, &at), &g) in pooled.iter().zip(argmax).zip(dpooled) {
-                if v > 0.0 {
+        .for_each(|(dy, (argmax, dpooled))| {
+            for (&at, &g) in argmax.iter().zip(dpooled) {
+                if at != ZERO {
                     dy[at as usize] += g;
                 }
             }
@@ -86,8 +84,8 @@ mod tests {
         ];
         let (out, argmax) = forward(&y, [4, 5], 2);
         assert_eq!(out, [4.0, 3.0, 0.0, 5.0]);
-        assert_eq!(argmax, [6, 3, 10, 12]);
-        let dy = backward(&out, &argmax, &[1.0, 2.0, 3.0, 4.0], [4, 5], 2);
+        assert_eq!(argmax, [6, 3, ZERO, 12]);
+        let dy = backward(&argmax, &[1.0, 2.0, 3.0, 4.0], [4, 5], 2);
         let mut expected = vec![0.0; 20];
         // The all-negative window (max −1 → relu 0) passes no gradient.
         expected[6] = 1.0;

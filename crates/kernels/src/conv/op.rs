@@ -85,23 +85,58 @@ fn forward(d: &ConvDims, x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> (Fle
     (tensor(y, &[d.batch, d.out_channels, oh, ow]), cols)
 }
 
-/// The pooled result of [`forward`] after the epilogue: the tensor, its values and the maxima's offsets.
+/// [`forward`] followed by the epilogue: the pooled result, the maxima's offsets and the im2col columns.
 fn forward_relu_pool(
     d: &ConvDims,
     x: &FlexTensor,
     w: &FlexTensor,
     b: &FlexTensor,
     pool: usize,
-) -> (FlexTensor, Vec<f32>, Vec<u32>, Vec<f32>) {
+) -> (FlexTensor, Vec<u32>, Vec<f32>) {
     let (y, cols) = forward(d, x, w, b);
     let (pooled, argmax) = epilogue::forward(slice(&y), d.out_hw(), pool);
     let [ph, pw] = epilogue::pooled_hw(d.out_hw(), pool);
     (
-        tensor(pooled.clone(), &[d.batch, d.out_channels, ph, pw]),
-        pooled,
+        tensor(pooled, &[d.batch, d.out_channels, ph, pw]),
         argmax,
         cols,
     )
+}
+
+/// The convolution with or without its epilogue (`pool`), as one backward node under autodiff.
+fn tracked<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    weight: FloatTensor<Autodiff<Flex, C>>,
+    bias: FloatTensor<Autodiff<Flex, C>>,
+    spec: ConvSpec,
+    pool: Option<usize>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let (x, x_node) = x.into_parts();
+    let (w, w_node) = weight.into_parts();
+    let (b, b_node) = bias.into_parts();
+    let d = dims(&x, &w, spec);
+    match FusedConvBackward
+        .prepare::<C>([x_node, w_node, b_node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => match pool {
+            None => {
+                let (y, cols) = forward(&d, &x, &w, &b);
+                prep.finish((d, dense(&w), Arc::new(cols), None), y)
+            }
+            Some(pool) => {
+                let (out, argmax, cols) = forward_relu_pool(&d, &x, &w, &b, pool);
+                let epilogue = Epilogue { pool, argmax };
+                let state = (d, dense(&w), Arc::new(cols), Some(Arc::new(epilogue)));
+                prep.finish(state, out)
+            }
+        },
+        OpsKind::UnTracked(prep) => prep.finish(match pool {
+            None => forward(&d, &x, &w, &b).0,
+            Some(pool) => forward_relu_pool(&d, &x, &w, &b, pool).0,
+        }),
+    }
 }
 
 impl FusedConvOps for Flex {
@@ -129,11 +164,10 @@ impl FusedConvOps for Flex {
 #[derive(Debug)]
 struct FusedConvBackward;
 
-/// What the fused ReLU and pooling keep for the backward pass.
+/// What the fused ReLU and pooling keep for the backward pass: the offsets of the pooled maxima.
 #[derive(Debug)]
 struct Epilogue {
     pool: usize,
-    pooled: Vec<f32>,
     argmax: Vec<u32>,
 }
 
@@ -147,7 +181,6 @@ impl Backward<Flex, 3> for FusedConvBackward {
         let dy: Cow<'_, [f32]> = match &epilogue {
             None => Cow::Borrowed(slice(&dout)),
             Some(e) => Cow::Owned(epilogue::backward(
-                &e.pooled,
                 &e.argmax,
                 slice(&dout),
                 d.out_hw(),
@@ -179,21 +212,7 @@ impl<C: CheckpointStrategy> FusedConvOps for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         spec: ConvSpec,
     ) -> FloatTensor<Self> {
-        let (x, x_node) = x.into_parts();
-        let (w, w_node) = weight.into_parts();
-        let (b, b_node) = bias.into_parts();
-        let d = dims(&x, &w, spec);
-        match FusedConvBackward
-            .prepare::<C>([x_node, w_node, b_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (y, cols) = forward(&d, &x, &w, &b);
-                prep.finish((d, dense(&w), Arc::new(cols), None), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward(&d, &x, &w, &b).0),
-        }
+        tracked::<C>(x, weight, bias, spec, None)
     }
 
     fn fused_conv2d_relu_pool(
@@ -203,28 +222,6 @@ impl<C: CheckpointStrategy> FusedConvOps for Autodiff<Flex, C> {
         spec: ConvSpec,
         pool: usize,
     ) -> FloatTensor<Self> {
-        let (x, x_node) = x.into_parts();
-        let (w, w_node) = weight.into_parts();
-        let (b, b_node) = bias.into_parts();
-        let d = dims(&x, &w, spec);
-        match FusedConvBackward
-            .prepare::<C>([x_node, w_node, b_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (out, pooled, argmax, cols) = forward_relu_pool(&d, &x, &w, &b, pool);
-                let epilogue = Epilogue {
-                    pool,
-                    pooled,
-                    argmax,
-                };
-                prep.finish(
-                    (d, dense(&w), Arc::new(cols), Some(Arc::new(epilogue))),
-                    out,
-                )
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward_relu_pool(&d, &x, &w, &b, pool).0),
-        }
+        tracked::<C>(x, weight, bias, spec, Some(pool))
     }
 }

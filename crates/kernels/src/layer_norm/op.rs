@@ -119,12 +119,10 @@ impl<C: CheckpointStrategy> FusedLayerNormOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
+                // Dense once: `forward`'s own `dense` is then an `Arc` clone.
+                let (x, gamma) = (dense(&x), dense(&gamma));
                 let (y, stats) = forward(&x, &gamma, &beta, eps);
-                let saved = Saved {
-                    x: dense(&x),
-                    gamma: dense(&gamma),
-                    stats,
-                };
+                let saved = Saved { x, gamma, stats };
                 prep.finish(Arc::new(saved), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(forward(&x, &gamma, &beta, eps).0),

@@ -21,9 +21,11 @@ use kiln_kernels::on_flex_f32;
 /// changes. (burn keeps a `LayerNorm`'s epsilon private; the tests compare with burn's forward.)
 const LAYER_NORM_EPS: f64 = 1e-5;
 
-/// Whether the fused kernels may run at all (`KILN_FUSED_TRANSFORMER=0` turns them off).
+/// Whether the fused kernels may run at all (`KILN_FUSED_TRANSFORMER=0` turns them off), read once: every
+/// layer norm, GELU and attention of a training step asks.
 fn fused_enabled() -> bool {
-    std::env::var("KILN_FUSED_TRANSFORMER").map_or(true, |v| v != "0")
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("KILN_FUSED_TRANSFORMER").map_or(true, |v| v != "0"))
 }
 
 /// Whether `dropout` changes its input here, by burn's own rule (`Dropout::forward`).
@@ -96,18 +98,13 @@ pub fn attention(
     let q = linear(&mha.query, query);
     let k = linear(&mha.key, key);
     let v = linear(&mha.value, value);
-    let blocked = match (mask_pad, mask_attn) {
-        (None, None) => None,
-        (Some(pad), None) => Some(
-            pad.reshape([batch, 1, k_steps])
-                .expand([batch, q_steps, k_steps]),
-        ),
-        (None, Some(attn)) => Some(attn),
-        (Some(pad), Some(attn)) => Some(
-            pad.reshape([batch, 1, k_steps])
-                .expand([batch, q_steps, k_steps])
-                .bool_or(attn),
-        ),
+    let pad = mask_pad.map(|pad| {
+        pad.reshape([batch, 1, k_steps])
+            .expand([batch, q_steps, k_steps])
+    });
+    let blocked = match (pad, mask_attn) {
+        (Some(pad), Some(attn)) => Some(pad.bool_or(attn)),
+        (pad, attn) => pad.or(attn),
     };
     let keep = dropout_applies(&mha.dropout, &device).then(|| {
         let keep = 1.0 - mha.dropout.prob;
