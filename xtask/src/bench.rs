@@ -8,7 +8,7 @@ use anyhow::Context;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::train::ClassificationOutput;
 use kiln::data::{
@@ -127,26 +127,29 @@ impl Supervised for BurnLstmClassifier {
 }
 
 /// Runs warm-up then `steps` timed Adam steps; returns the last loss and the timed seconds.
-fn measure<M>(mut model: M, batches: &[M::Batch], steps: usize) -> (f32, f64)
+fn measure<M>(model: M, batches: &[M::Batch], steps: usize) -> (f32, f64)
 where
     M: Supervised,
     M::Batch: Clone,
 {
-    let mut optim = AdamConfig::new().init();
-    let mut run = |n: usize, model: &mut M| {
+    // The learner's Adam (burn's, fused into one pass per parameter on flex).
+    let mut optim = kiln_train::OptimizerConfig::adam().init(None);
+    // The model moves through each step (as in the learner), so the optimizer may update buffers in place.
+    let mut run = |n: usize, mut model: M| {
         let mut last = None;
         for i in 0..n {
             let out = model.forward_step(batches[i % batches.len()].clone());
-            let grads = GradientsParams::from_grads(out.loss().backward(), &*model);
-            *model = optim.step(1e-3, model.clone(), grads);
+            let loss = out.loss();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model, grads);
             last = Some(out.loss());
         }
         // Reading the last loss waits for every queued operation to finish.
-        last.map_or(f32::NAN, |l| l.into_scalar::<f32>())
+        (model, last.map_or(f32::NAN, |l| l.into_scalar::<f32>()))
     };
-    run(WARMUP_STEPS, &mut model);
+    let (model, _) = run(WARMUP_STEPS, model);
     let started = Instant::now();
-    let loss = run(steps, &mut model);
+    let (_, loss) = run(steps, model);
     (loss, started.elapsed().as_secs_f64())
 }
 const WARMUP_STEPS: usize = 20;

@@ -7,6 +7,7 @@
 //! callers fall back to their generic code where [`on_flex_f32`] says no.
 #![warn(missing_docs)]
 
+pub mod adam;
 pub mod attention;
 pub mod conv;
 mod flex;

@@ -5,7 +5,8 @@
 //! - [`step`]: the [`Supervised`] trait a model implements, and [`Regularized`], which adds L1/L2
 //!   penalties to the loss (burn has no L1) and is what burn-train actually trains;
 //! - [`loss`]: MSE, cross-entropy and binary cross-entropy on burn's loss modules;
-//! - [`optim`]: optimizers and learning-rate schedules chosen by a serde config;
+//! - [`optim`]: optimizers and learning-rate schedules chosen by a serde config ([`fused_adam`]: burn's
+//!   Adam and AdamW with each update as one pass on flex);
 //! - [`learner`]: `fit` (train / validate, early stopping, checkpoints, resume, best-epoch restore);
 //! - [`evaluate`]: test-set scores (accuracy, RMSE, R²); [`bleu`]: corpus BLEU as sacreBLEU computes it;
 //! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves;
@@ -18,6 +19,7 @@ pub mod curves;
 pub mod device;
 pub mod error;
 pub mod evaluate;
+pub mod fused_adam;
 pub mod history;
 pub mod learner;
 pub mod loss;

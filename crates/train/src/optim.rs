@@ -1,6 +1,7 @@
 //! Optimizers and learning-rate schedules chosen by a serde config, built on burn's optimizers.
 
 use crate::TrainError;
+use crate::fused_adam::{FusedAdam, FusedAdamW};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::lr_scheduler::LrScheduler;
 use burn::lr_scheduler::LrSchedulerConfig;
@@ -13,9 +14,7 @@ use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdaGradConfig, AdamConfig, AdamWConfig, ModuleOptimizer, RmsPropConfig, SgdConfig,
-};
+use burn::optim::{AdaGradConfig, ModuleOptimizer, RmsPropConfig, SgdConfig};
 use serde::{Deserialize, Serialize};
 
 /// An optimizer and its settings (the learning rate lives in [`LrSchedule`]'s caller, `TrainingConfig`).
@@ -100,6 +99,14 @@ fn default_adamw_decay() -> f32 {
     0.01
 }
 
+/// `optim` with each gradient clipped as `clip` says (as burn's configs' `init` do).
+fn with_clipping(optim: ModuleOptimizer, clip: Option<GradientClippingConfig>) -> ModuleOptimizer {
+    match clip {
+        Some(clip) => optim.with_grad_clipping(clip.init()),
+        None => optim,
+    }
+}
+
 /// burn's optional weight-decay config from a coefficient (0 = none).
 fn decay(weight_decay: f32) -> Option<WeightDecayConfig> {
     (weight_decay != 0.0).then(|| WeightDecayConfig::new(weight_decay))
@@ -156,26 +163,23 @@ impl OptimizerConfig {
                 .with_weight_decay(decay(weight_decay))
                 .with_grad_clipping(clip.clone())
                 .init(),
+            // burn's Adam and AdamW, with the update fused into one pass on flex (`fused_adam`).
             Self::Adam {
                 beta1,
                 beta2,
                 weight_decay,
-            } => AdamConfig::new()
-                .with_beta_1(beta1)
-                .with_beta_2(beta2)
-                .with_weight_decay(decay(weight_decay))
-                .with_grad_clipping(clip.clone())
-                .init(),
+            } => with_clipping(
+                ModuleOptimizer::from(FusedAdam::new(beta1, beta2, weight_decay)),
+                clip,
+            ),
             Self::AdamW {
                 beta1,
                 beta2,
                 weight_decay,
-            } => AdamWConfig::new()
-                .with_beta_1(beta1)
-                .with_beta_2(beta2)
-                .with_weight_decay(weight_decay)
-                .with_grad_clipping(clip.clone())
-                .init(),
+            } => with_clipping(
+                ModuleOptimizer::from(FusedAdamW::new(beta1, beta2, weight_decay)),
+                clip,
+            ),
         }
     }
 }
