@@ -605,6 +605,7 @@ fn run_language_model<M, C>(
 ) -> anyhow::Result<RunSummary>
 where
     M: Supervised<Batch = kiln_data::TokenBatch> + TextGenerator,
+    M::Output: kiln_train::LearnerOutput,
     C: burn::config::Config,
 {
     let device = settings.device.device();
@@ -931,6 +932,7 @@ fn run_classifier<M, C>(
 ) -> anyhow::Result<RunSummary>
 where
     M: Supervised<Batch = kiln_data::ImageBatch>,
+    M::Output: kiln_train::LearnerOutput,
     C: burn::config::Config,
 {
     let ImageRun {

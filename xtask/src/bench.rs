@@ -10,7 +10,6 @@ use burn::data::dataset::Dataset;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::train::ClassificationOutput;
 use kiln::data::{
     ImageBatch, ImageBatcher, ImageFolder, ImageItem, PixelNormalizer, TokenBatch, TokenBatcher,
     TokenSequence, TokenWindows,
@@ -18,6 +17,7 @@ use kiln::data::{
 use kiln::models::{CellKind, CnnConfig, MlpConfig, RecurrentConfig, SequenceClassifierConfig};
 use kiln::recipes::{TRANSFORMER_CONTEXT, transformer_lm_config};
 use kiln::train::{DeviceChoice, StepOutput, Supervised};
+use kiln_train::ClassificationOutput;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;

@@ -10,9 +10,9 @@
 use crate::{CompressError, ptq_int8_per_channel};
 use burn::module::Param;
 use burn::prelude::*;
+use kiln_core::{ClassificationOutput, Supervised};
 use kiln_data::ImageBatch;
 use kiln_models::{HookedClassifier, Layer, LayerInputHook};
-use kiln_train::{ClassificationOutput, Supervised};
 
 /// Number of affine levels of an 8-bit activation.
 const LEVELS: f64 = 255.0;

@@ -12,7 +12,7 @@ use burn::module::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use kiln_train::{ClassificationOutput, Supervised, loss};
+use kiln_core::{ClassificationOutput, Supervised, loss};
 
 /// Temperature and mixing weight of the distillation loss.
 #[derive(Config, Debug, Copy)]
@@ -211,9 +211,9 @@ mod tests {
         use burn::data::dataloader::batcher::Batcher;
         use burn::data::dataset::Dataset;
         use burn::optim::{AdamConfig, GradientsParams};
+        use kiln_core::StepOutput;
         use kiln_data::{ImageBatcher, ImageFolder, PixelNormalizer};
         use kiln_models::MlpConfig;
-        use kiln_train::StepOutput;
 
         let mnist = ImageFolder::mnist().unwrap();
         let images = mnist.train.take(256);
@@ -279,9 +279,9 @@ mod tests {
     #[test]
     fn the_teacher_runs_without_dropout_during_training() {
         use burn::tensor::Distribution;
+        use kiln_core::StepOutput;
         use kiln_data::ImageBatch;
         use kiln_models::MlpConfig;
-        use kiln_train::StepOutput;
 
         let device = Device::flex().autodiff();
         device.seed(9);

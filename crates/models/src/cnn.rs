@@ -11,9 +11,9 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
+use kiln_core::{ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
 use kiln_kernels::conv;
-use kiln_train::{ClassificationOutput, Supervised, loss};
 
 /// Configuration of a [`Cnn`]. The default layers are the seeds' network: conv(1→32, 3×3, pad 1) – ReLU –
 /// max-pool 2 – conv(32→64, 3×3, pad 1) – ReLU – max-pool 2 – flatten – fc 128 – ReLU – fc classes.

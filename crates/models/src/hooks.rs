@@ -6,8 +6,8 @@
 //! implement [`HookedClassifier`] by threading the hook through their own forward pass.
 
 use burn::prelude::*;
+use kiln_core::{ClassificationOutput, Supervised};
 use kiln_data::ImageBatch;
-use kiln_train::{ClassificationOutput, Supervised};
 use std::fmt;
 
 /// A weight layer of a hooked model; displayed as its path in the module record (`blocks.1.conv`,

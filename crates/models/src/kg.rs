@@ -10,8 +10,8 @@ use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softplus};
+use kiln_core::{LossOutput, Supervised};
 use kiln_data::{Triple, TripleBatch};
-use kiln_train::{LossOutput, Supervised};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 

@@ -1,5 +1,5 @@
 //! Kiln's model families, one file each: a serde config, a burn `Module`, `forward` with its shapes, a
-//! `predict` path, and the [`kiln_train::Supervised`] step the learner trains.
+//! `predict` path, and the [`kiln_core::Supervised`] step the learner trains.
 //!
 //! | model | file | loss | learner output |
 //! |---|---|---|---|

@@ -3,8 +3,8 @@
 use crate::{ModelError, check_shape};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use kiln_core::{RegressionOutput, Supervised, loss};
 use kiln_data::TabularBatch;
-use kiln_train::{RegressionOutput, Supervised, loss};
 
 /// Configuration of a [`LinearRegression`].
 #[derive(Config, Debug)]

@@ -5,8 +5,8 @@ use crate::{ModelError, check_shape};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
+use kiln_core::{ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
-use kiln_train::{ClassificationOutput, Supervised, loss};
 
 /// Configuration of a [`LogisticRegression`].
 #[derive(Config, Debug)]

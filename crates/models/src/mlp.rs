@@ -6,8 +6,8 @@ use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, tanh};
+use kiln_core::{ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
-use kiln_train::{ClassificationOutput, Supervised, loss};
 use serde::{Deserialize, Serialize};
 
 /// The non-linearity between layers.

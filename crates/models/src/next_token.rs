@@ -3,7 +3,7 @@
 
 use crate::ModelError;
 use burn::prelude::*;
-use kiln_train::{ClassificationOutput, loss};
+use kiln_core::{ClassificationOutput, loss};
 
 /// A language model that samples text from a prompt (token ids in, token ids out).
 pub trait TextGenerator {

@@ -6,6 +6,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use kiln_core::{StepOutput, Supervised};
 use kiln_data::parallel::{kjv_rv1909, split_bible_by_books};
 use kiln_data::{
     ImageBatcher, ImageFolder, PairBatcher, PixelNormalizer, TokenBatcher, TokenWindows,
@@ -16,7 +17,6 @@ use kiln_models::{
     RecurrentConfig, Seq2SeqConfig, SequenceClassifierConfig, TransformerClassifierConfig,
     TransformerLmConfig,
 };
-use kiln_train::{StepOutput, Supervised};
 use std::sync::Arc;
 
 /// Mean loss of `model` over `batches`.

@@ -1,12 +1,13 @@
 //! Test-set scores: accuracy for classifiers; RMSE and R² for regressors (in the target's original units).
 
 use crate::TrainError;
-use crate::step::Supervised;
+use crate::step::LearnerOutput;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use burn::train::{ClassificationOutput, RegressionOutput};
+use kiln_core::Supervised;
+use kiln_core::{ClassificationOutput, RegressionOutput};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -97,8 +98,10 @@ pub fn evaluate<M: Supervised>(
     model: &M,
     loader: Arc<dyn DataLoader<M::Batch>>,
     target_scale: f64,
-) -> Result<Scores, TrainError> {
-    use crate::step::StepOutput;
+) -> Result<Scores, TrainError>
+where
+    M::Output: LearnerOutput,
+{
     let mut scores = Scores::new(target_scale);
     for batch in loader.iter() {
         let batch = batch.map_err(|e| TrainError::Dataset(e.to_string()))?;
@@ -118,6 +121,7 @@ pub fn evaluate_dataset<M, I, B, D>(
 ) -> Result<Scores, TrainError>
 where
     M: Supervised,
+    M::Output: LearnerOutput,
     M::Batch: Clone + std::fmt::Debug,
     I: Send + Sync + Clone + std::fmt::Debug + 'static,
     B: Batcher<I, M::Batch> + 'static,

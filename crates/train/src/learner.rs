@@ -3,7 +3,7 @@
 
 use crate::history::{Divergence, EpochCsvLogger, History};
 use crate::renderer::QuietRenderer;
-use crate::step::{Regularized, StepOutput, Supervised};
+use crate::step::{LearnerOutput, Regularized};
 use crate::{LrSchedule, OptimizerConfig, Regularization, TrainError, curves};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
@@ -14,6 +14,7 @@ use burn::train::logger::FileMetricLogger;
 use burn::train::metric::LossMetric;
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
+use kiln_core::Supervised;
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -151,6 +152,7 @@ pub fn fit<M, I, B, DT, DV>(
 ) -> Result<FitOutcome<M>, TrainError>
 where
     M: Supervised,
+    M::Output: LearnerOutput,
     M::Batch: Clone + std::fmt::Debug,
     I: Send + Sync + Clone + std::fmt::Debug + 'static,
     B: Batcher<I, M::Batch> + Clone + 'static,
@@ -180,6 +182,7 @@ pub fn fit_with_batchers<M, I, B, DT, DV>(
 ) -> Result<FitOutcome<M>, TrainError>
 where
     M: Supervised,
+    M::Output: LearnerOutput,
     M::Batch: Clone + std::fmt::Debug,
     I: Send + Sync + Clone + std::fmt::Debug + 'static,
     B: Batcher<I, M::Batch> + 'static,
@@ -276,7 +279,7 @@ where
             interrupter,
             divergence.clone(),
         )?);
-    training = <M::Output as StepOutput>::register_metrics(training);
+    training = <M::Output as LearnerOutput>::register_metrics(training);
     if !(options.dashboard == Dashboard::Auto && terminal) {
         training = training.renderer(Box::new(QuietRenderer));
     }

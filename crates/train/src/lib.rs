@@ -2,9 +2,9 @@
 //!
 //! Built on burn-train's `SupervisedTraining` (dashboard, checkpoints, resume, early stopping, metric logs);
 //! this crate adds what burn lacks or what Kiln needs around it:
-//! - [`step`]: the [`Supervised`] trait a model implements, and [`Regularized`], which adds L1/L2
+//! - [`step`]: [`LearnerOutput`], which adapts the step outputs of `kiln-core` (where the [`Supervised`]
+//!   trait models implement lives) to burn-train's metrics, and [`Regularized`], which adds L1/L2
 //!   penalties to the loss (burn has no L1) and is what burn-train actually trains;
-//! - [`loss`]: MSE, cross-entropy and binary cross-entropy on burn's loss modules;
 //! - [`optim`]: optimizers and learning-rate schedules chosen by a serde config ([`fused_adam`]: burn's
 //!   Adam and AdamW with each update as one pass on flex);
 //! - [`learner`]: `fit` (train / validate, early stopping, checkpoints, resume, best-epoch restore);
@@ -22,7 +22,6 @@ pub mod evaluate;
 pub mod fused_adam;
 pub mod history;
 pub mod learner;
-pub mod loss;
 pub mod optim;
 pub mod regularization;
 mod renderer;
@@ -30,12 +29,14 @@ pub mod report;
 pub mod step;
 
 pub use bleu::{Bleu, corpus_bleu};
-pub use burn::train::{ClassificationOutput, RegressionOutput};
 pub use device::DeviceChoice;
 pub use error::TrainError;
 pub use evaluate::{Scores, evaluate, evaluate_dataset};
+pub use kiln_core::{
+    ClassificationOutput, LossOutput, RegressionOutput, StepOutput, Supervised, loss,
+};
 pub use learner::{Dashboard, FitOutcome, RunOptions, TrainingConfig, fit, fit_with_batchers};
 pub use optim::{LrSchedule, OptimizerConfig};
 pub use regularization::Regularization;
 pub use report::{Report, RunRecord};
-pub use step::{LossOutput, Regularized, StepOutput, Supervised};
+pub use step::{LearnerOutput, LossItem, Regularized};

@@ -1,20 +1,22 @@
-//! What a model implements to be trained by the learner, and the wrapper the learner trains.
+//! How the learner trains a [`Supervised`] model: its outputs adapted to burn-train's metrics, and the
+//! wrapper with the L1/L2 penalty that burn-train actually trains.
 
 use crate::Regularization;
 use crate::evaluate::Scores;
-use burn::module::{Module, ModuleDisplay};
+use burn::module::Module;
 use burn::prelude::*;
-use burn::train::metric::{AccuracyMetric, LossMetric};
-use burn::train::{
-    ClassificationOutput, InferenceStep, ItemLazy, RegressionOutput, SupervisedTraining,
-    TrainOutput, TrainStep,
-};
-use std::fmt::Display;
+use burn::train::metric::{AccuracyMetric, Adaptor, LossInput, LossMetric};
+use burn::train::{InferenceStep, ItemLazy, SupervisedTraining, TrainOutput, TrainStep};
+use kiln_core::{ClassificationOutput, LossOutput, RegressionOutput, StepOutput, Supervised};
 
-/// The output of one step: carries the (data) loss and can be scored on a test set.
-pub trait StepOutput: ItemLazy + Sized + 'static {
-    /// The batch loss, shape `[1]`.
-    fn loss(&self) -> Tensor<1>;
+/// A step output the learner can train on and score: what burn-train receives, and how a test set is
+/// scored. Implemented for the outputs of `kiln-core`.
+pub trait LearnerOutput: StepOutput {
+    /// burn-train's form of the output (what its metrics adapt).
+    type Item: ItemLazy + Send + 'static;
+
+    /// The output as burn-train receives it.
+    fn into_item(self) -> Self::Item;
 
     /// Adds this batch to running test scores.
     fn score(&self, scores: &mut Scores);
@@ -22,12 +24,16 @@ pub trait StepOutput: ItemLazy + Sized + 'static {
     /// Registers the burn-train metrics that fit this output (loss, plus accuracy for classifiers).
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
     where
-        L: burn::train::LearnerModel + TrainStep<Output = Self> + InferenceStep<Output = Self>;
+        L: burn::train::LearnerModel
+            + TrainStep<Output = Self::Item>
+            + InferenceStep<Output = Self::Item>;
 }
 
-impl StepOutput for ClassificationOutput {
-    fn loss(&self) -> Tensor<1> {
-        self.loss.clone()
+impl LearnerOutput for ClassificationOutput {
+    type Item = burn::train::ClassificationOutput;
+
+    fn into_item(self) -> Self::Item {
+        burn::train::ClassificationOutput::new(self.loss, self.output, self.targets)
     }
 
     fn score(&self, scores: &mut Scores) {
@@ -36,15 +42,19 @@ impl StepOutput for ClassificationOutput {
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
     where
-        L: burn::train::LearnerModel + TrainStep<Output = Self> + InferenceStep<Output = Self>,
+        L: burn::train::LearnerModel
+            + TrainStep<Output = Self::Item>
+            + InferenceStep<Output = Self::Item>,
     {
         training.metrics((LossMetric::new(), AccuracyMetric::new()))
     }
 }
 
-impl StepOutput for RegressionOutput {
-    fn loss(&self) -> Tensor<1> {
-        self.loss.clone()
+impl LearnerOutput for RegressionOutput {
+    type Item = burn::train::RegressionOutput;
+
+    fn into_item(self) -> Self::Item {
+        burn::train::RegressionOutput::new(self.loss, self.output, self.targets)
     }
 
     fn score(&self, scores: &mut Scores) {
@@ -53,41 +63,42 @@ impl StepOutput for RegressionOutput {
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
     where
-        L: burn::train::LearnerModel + TrainStep<Output = Self> + InferenceStep<Output = Self>,
+        L: burn::train::LearnerModel
+            + TrainStep<Output = Self::Item>
+            + InferenceStep<Output = Self::Item>,
     {
         training.metrics((LossMetric::new(),))
     }
 }
 
-/// The output of a step whose only figure is its loss (ranking losses of knowledge-graph embeddings, say).
+/// burn-train's form of a [`LossOutput`]: the loss alone, for its loss metric.
 #[derive(Debug, Clone)]
-pub struct LossOutput {
+pub struct LossItem {
     /// The batch loss, shape `[1]`.
     pub loss: Tensor<1>,
-    /// Items in the batch (weights the loss in test scores).
-    pub items: usize,
 }
 
-impl burn::train::metric::Adaptor<burn::train::metric::LossInput> for LossOutput {
-    fn adapt(&self) -> burn::train::metric::LossInput {
-        burn::train::metric::LossInput::new(self.loss.clone())
+impl Adaptor<LossInput> for LossItem {
+    fn adapt(&self) -> LossInput {
+        LossInput::new(self.loss.clone())
     }
 }
 
-impl ItemLazy for LossOutput {
+impl ItemLazy for LossItem {
     fn sync(self) -> Result<Self, burn_std::ExecutionError> {
         // As burn-train's outputs do: flush the producing stream and leave the autodiff graph.
         self.loss.device().flush()?;
         Ok(Self {
             loss: self.loss.without_autodiff(),
-            items: self.items,
         })
     }
 }
 
-impl StepOutput for LossOutput {
-    fn loss(&self) -> Tensor<1> {
-        self.loss.clone()
+impl LearnerOutput for LossOutput {
+    type Item = LossItem;
+
+    fn into_item(self) -> Self::Item {
+        LossItem { loss: self.loss }
     }
 
     fn score(&self, scores: &mut Scores) {
@@ -96,21 +107,12 @@ impl StepOutput for LossOutput {
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
     where
-        L: burn::train::LearnerModel + TrainStep<Output = Self> + InferenceStep<Output = Self>,
+        L: burn::train::LearnerModel
+            + TrainStep<Output = Self::Item>
+            + InferenceStep<Output = Self::Item>,
     {
         training.metrics((LossMetric::new(),))
     }
-}
-
-/// A model the learner can train: one forward pass on a batch, giving the loss and what to score.
-pub trait Supervised: Module + ModuleDisplay + Display + 'static {
-    /// The batch the model consumes.
-    type Batch: Send + 'static;
-    /// What a step produces: [`ClassificationOutput`] or [`RegressionOutput`].
-    type Output: StepOutput;
-
-    /// Forward pass and loss on one batch (without any regularisation penalty).
-    fn forward_step(&self, batch: Self::Batch) -> Self::Output;
 }
 
 /// A model with the L1/L2 penalty of its weights added to its training loss. This is the module burn-train
@@ -124,25 +126,31 @@ pub struct Regularized<M: Module> {
     pub penalty: Regularization,
 }
 
-impl<M: Supervised> TrainStep for Regularized<M> {
+impl<M: Supervised> TrainStep for Regularized<M>
+where
+    M::Output: LearnerOutput,
+{
     type Input = M::Batch;
-    type Output = M::Output;
+    type Output = <M::Output as LearnerOutput>::Item;
 
-    fn step(&self, batch: M::Batch) -> TrainOutput<M::Output> {
+    fn step(&self, batch: M::Batch) -> TrainOutput<Self::Output> {
         let output = self.model.forward_step(batch);
         let loss = match self.penalty.penalty(&self.model) {
             Some(p) => output.loss() + p,
             None => output.loss(),
         };
-        TrainOutput::new(self, loss.backward(), output)
+        TrainOutput::new(self, loss.backward(), output.into_item())
     }
 }
 
-impl<M: Supervised> InferenceStep for Regularized<M> {
+impl<M: Supervised> InferenceStep for Regularized<M>
+where
+    M::Output: LearnerOutput,
+{
     type Input = M::Batch;
-    type Output = M::Output;
+    type Output = <M::Output as LearnerOutput>::Item;
 
-    fn step(&self, batch: M::Batch) -> M::Output {
-        self.model.forward_step(batch)
+    fn step(&self, batch: M::Batch) -> Self::Output {
+        self.model.forward_step(batch).into_item()
     }
 }

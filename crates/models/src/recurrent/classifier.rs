@@ -6,8 +6,8 @@ use super::layer::{Recurrent, RecurrentConfig};
 use crate::{ModelError, check_shape};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use kiln_core::{ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
-use kiln_train::{ClassificationOutput, Supervised, loss};
 use serde::{Deserialize, Serialize};
 
 /// How a sequence becomes one vector.

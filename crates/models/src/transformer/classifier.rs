@@ -6,8 +6,8 @@ use super::stack::{EncoderStack, EncoderStackConfig};
 use crate::{ModelError, check_shape};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use kiln_core::{ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
-use kiln_train::{ClassificationOutput, Supervised, loss};
 
 /// Configuration of a [`TransformerClassifier`].
 #[derive(Config, Debug)]

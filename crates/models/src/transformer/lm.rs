@@ -12,8 +12,8 @@ use crate::next_token::{TextGenerator, check_token_range, masked_token_output, s
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
+use kiln_core::{ClassificationOutput, Supervised};
 use kiln_data::TokenBatch;
-use kiln_train::{ClassificationOutput, Supervised};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

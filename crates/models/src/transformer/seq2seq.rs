@@ -9,9 +9,9 @@ use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
+use kiln_core::{ClassificationOutput, Supervised};
 use kiln_data::PairBatch;
 use kiln_data::parallel::{BOS_ID, EOS_ID};
-use kiln_train::{ClassificationOutput, Supervised};
 
 /// Configuration of a [`Seq2Seq`].
 #[derive(Config, Debug)]

@@ -44,9 +44,9 @@ pub fn binary_cross_entropy(logits: Tensor<1>, targets: Tensor<1, Int>) -> Tenso
 pub fn classification_output(
     logits: Tensor<2>,
     labels: Tensor<1, Int>,
-) -> burn::train::ClassificationOutput {
+) -> crate::ClassificationOutput {
     let loss = cross_entropy(logits.clone(), labels.clone());
-    burn::train::ClassificationOutput::new(loss, logits, labels)
+    crate::ClassificationOutput::new(loss, logits, labels)
 }
 
 #[cfg(test)]

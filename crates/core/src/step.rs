@@ -1,0 +1,93 @@
+//! The training-step trait a model implements, and the outputs of one step.
+
+use burn::module::{Module, ModuleDisplay};
+use burn::prelude::*;
+use std::fmt::Display;
+
+/// The output of one step: carries the (data) loss of the batch.
+pub trait StepOutput: Send + Sized + 'static {
+    /// The batch loss, shape `[1]`.
+    fn loss(&self) -> Tensor<1>;
+}
+
+/// A classifier's step: the loss, the logits and the true classes.
+#[derive(Debug, Clone)]
+pub struct ClassificationOutput {
+    /// The batch loss, shape `[1]`.
+    pub loss: Tensor<1>,
+    /// Logits, shape `[batch, classes]`.
+    pub output: Tensor<2>,
+    /// True classes, shape `[batch]`.
+    pub targets: Tensor<1, Int>,
+}
+
+impl ClassificationOutput {
+    /// Bundles a step's loss, logits and classes.
+    pub fn new(loss: Tensor<1>, output: Tensor<2>, targets: Tensor<1, Int>) -> Self {
+        Self {
+            loss,
+            output,
+            targets,
+        }
+    }
+}
+
+/// A regressor's step: the loss, the predictions and the targets (in model units).
+#[derive(Debug, Clone)]
+pub struct RegressionOutput {
+    /// The batch loss, shape `[1]`.
+    pub loss: Tensor<1>,
+    /// Predictions, shape `[batch, outputs]`.
+    pub output: Tensor<2>,
+    /// Targets, shape `[batch, outputs]`.
+    pub targets: Tensor<2>,
+}
+
+impl RegressionOutput {
+    /// Bundles a step's loss, predictions and targets.
+    pub fn new(loss: Tensor<1>, output: Tensor<2>, targets: Tensor<2>) -> Self {
+        Self {
+            loss,
+            output,
+            targets,
+        }
+    }
+}
+
+/// The output of a step whose only figure is its loss (ranking losses of knowledge-graph embeddings, say).
+#[derive(Debug, Clone)]
+pub struct LossOutput {
+    /// The batch loss, shape `[1]`.
+    pub loss: Tensor<1>,
+    /// Items in the batch (weights the loss in test scores).
+    pub items: usize,
+}
+
+impl StepOutput for ClassificationOutput {
+    fn loss(&self) -> Tensor<1> {
+        self.loss.clone()
+    }
+}
+
+impl StepOutput for RegressionOutput {
+    fn loss(&self) -> Tensor<1> {
+        self.loss.clone()
+    }
+}
+
+impl StepOutput for LossOutput {
+    fn loss(&self) -> Tensor<1> {
+        self.loss.clone()
+    }
+}
+
+/// A model the learner can train: one forward pass on a batch, giving the loss and what to score.
+pub trait Supervised: Module + ModuleDisplay + Display + 'static {
+    /// The batch the model consumes.
+    type Batch: Send + 'static;
+    /// What a step produces: [`ClassificationOutput`], [`RegressionOutput`] or [`LossOutput`].
+    type Output: StepOutput;
+
+    /// Forward pass and loss on one batch (without any regularisation penalty).
+    fn forward_step(&self, batch: Self::Batch) -> Self::Output;
+}
