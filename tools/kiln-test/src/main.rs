@@ -1,0 +1,135 @@
+//! `cargo test-all [ARGS…]`: the one command that runs Kiln's whole test suite on a fresh Debian machine.
+//!
+//! The suite needs system packages a machine with only the Rust toolchain lacks (today Mesa's software
+//! Vulkan driver, which runs the wgpu backend-parity tests without a GPU). This checks each with `dpkg -s`,
+//! installs the missing ones with `apt-get` where it may (as root, or through passwordless `sudo`), and
+//! otherwise names each missing package and the command that installs it and stops. Then it runs
+//! `cargo test --workspace --features wgpu ARGS…`, with `XDG_RUNTIME_DIR` set if it was not (wgpu asks for it).
+
+use std::process::{Command, ExitCode, Stdio};
+
+/// A system package the suite needs, and why.
+struct Package {
+    name: &'static str,
+    why: &'static str,
+}
+
+/// What the suite needs beyond the Rust toolchain.
+const PACKAGES: &[Package] = &[
+    Package {
+        name: "mesa-vulkan-drivers",
+        why: "lavapipe, the software Vulkan driver the wgpu tests run on without a GPU",
+    },
+    Package {
+        name: "libvulkan1",
+        why: "the Vulkan loader wgpu opens",
+    },
+];
+
+/// The test command README.md gives, less this runner.
+const TEST_COMMAND: &[&str] = &["test", "--workspace", "--features", "wgpu"];
+
+fn main() -> ExitCode {
+    let missing: Vec<&Package> = PACKAGES.iter().filter(|p| !installed(p.name)).collect();
+    if !missing.is_empty()
+        && let Err(message) = install(&missing)
+    {
+        eprintln!("cargo test-all: {message}");
+        eprintln!("missing system packages:");
+        for p in &missing {
+            eprintln!("  {} ({})", p.name, p.why);
+        }
+        let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
+        eprintln!(
+            "install them with:\n  sudo apt-get update && sudo apt-get install -y --no-install-recommends {}",
+            names.join(" ")
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(TEST_COMMAND).args(std::env::args().skip(1));
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("kiln-test-xdg-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("cargo test-all: cannot create {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        cargo.env("XDG_RUNTIME_DIR", dir);
+    }
+    eprintln!("cargo test-all: running cargo {}", TEST_COMMAND.join(" "));
+    match cargo.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status.code().map_or(1, |c| c.clamp(1, 255) as u8)),
+        Err(e) => {
+            eprintln!("cargo test-all: cannot run cargo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether Debian's package database lists `name` as installed.
+fn installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+        })
+        .unwrap_or(false)
+}
+
+/// Installs `packages` with apt-get, as root or through passwordless sudo; says why where it cannot.
+fn install(packages: &[&Package]) -> Result<(), String> {
+    if !on_path("apt-get") {
+        return Err("apt-get not found (not a Debian-like system)".into());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let sudo = !root
+        && Command::new("sudo")
+            .args(["-n", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !root && !sudo {
+        return Err("not root and no passwordless sudo: cannot install".into());
+    }
+    let names: Vec<&str> = packages.iter().map(|p| p.name).collect();
+    eprintln!("cargo test-all: installing {}", names.join(" "));
+    let apt = |args: &[&str]| {
+        let mut c = if sudo {
+            let mut c = Command::new("sudo");
+            c.arg("-n").arg("apt-get");
+            c
+        } else {
+            Command::new("apt-get")
+        };
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c.status()
+            .map_err(|e| format!("cannot run apt-get: {e}"))
+            .and_then(|s| {
+                s.success()
+                    .then_some(())
+                    .ok_or(format!("apt-get {} failed ({s})", args[0]))
+            })
+    };
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&names);
+    apt(&args)?;
+    match packages.iter().find(|p| !installed(p.name)) {
+        Some(p) => Err(format!("{} is still not installed after apt-get", p.name)),
+        None => Ok(()),
+    }
+}
+
+/// Whether `program` is on `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
