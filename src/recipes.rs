@@ -221,6 +221,23 @@ pub fn dataset_name(path: &Path) -> String {
     }
 }
 
+/// The windows of `length` characters over one split of a corpus, or an error naming the dataset and the
+/// split where it is too short for a single one.
+fn windows(
+    ids: &Arc<Vec<u32>>,
+    length: usize,
+    dataset: &str,
+    split: &str,
+) -> Result<TokenWindows, kiln_data::DataError> {
+    TokenWindows::new(Arc::clone(ids), length).map_err(|_| kiln_data::DataError::SplitTooSmall {
+        source_name: dataset.to_string(),
+        split: split.to_string(),
+        found: ids.len(),
+        needed: length + 1,
+        why: format!("characters for one window of {length} (the text is too short)"),
+    })
+}
+
 /// Linear regression on a regression table with full-batch gradient descent, compared with the
 /// closed-form least-squares fit of the same training split.
 ///
@@ -237,6 +254,19 @@ pub fn linear_regression(
         data.subset(&split.valid),
         data.subset(&split.test),
     );
+    // Before training: each split must be large enough for what it is used for.
+    train.check_r2_scorable(dataset, "train")?;
+    if valid.items.is_empty() {
+        return Err(kiln_data::DataError::SplitTooSmall {
+            source_name: dataset.to_string(),
+            split: "valid".into(),
+            found: 0,
+            needed: 1,
+            why: "the learner validates every epoch".into(),
+        }
+        .into());
+    }
+    test.check_r2_scorable(dataset, "test")?;
     let batcher = TabularBatcher {
         features: Standardizer::fit_features(&train),
         target: Some(Standardizer::fit_target(&train)),
@@ -609,8 +639,18 @@ where
     C: burn::config::Config,
 {
     let device = settings.device.device();
-    let mut train = TokenWindows::new(Arc::clone(&corpus.train), plan.train_window)?;
-    let mut valid = TokenWindows::new(Arc::clone(&corpus.valid), plan.train_window)?.take(1000);
+    let mut train = windows(&corpus.train, plan.train_window, dataset, "train")?;
+    let mut valid = windows(&corpus.valid, plan.train_window, dataset, "valid")?.take(1000);
+    // Every test window is cut before training, so that a text too short for them is refused now and
+    // not after the training it would waste.
+    let mut tests = Vec::new();
+    for &window in &plan.test_windows {
+        let mut test = windows(&corpus.test, window, dataset, "test")?;
+        if settings.quick {
+            test = test.take(10_000 / window);
+        }
+        tests.push((window, test));
+    }
     if settings.quick {
         train = train.take(300);
         valid = valid.take(50);
@@ -630,11 +670,7 @@ where
     )?;
     let mut details = Vec::new();
     let mut headline = None;
-    for (i, &window) in plan.test_windows.iter().enumerate() {
-        let mut test = TokenWindows::new(Arc::clone(&corpus.test), window)?;
-        if settings.quick {
-            test = test.take(10_000 / window);
-        }
+    for (i, (window, test)) in tests.into_iter().enumerate() {
         let batch = (32_000 / window).clamp(1, 128);
         let scores = evaluate_dataset(&outcome.model, test, TokenBatcher, batch, &device, 1.0)?;
         let role = match (i, window == plan.train_window) {

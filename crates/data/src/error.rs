@@ -106,6 +106,38 @@ pub enum DataError {
         /// The file.
         path: PathBuf,
     },
+    /// A split holds too few items for training or for the metric it is scored with.
+    #[error(
+        "{source_name}: the {split} split holds {found} item(s), at least {needed} needed: {why}"
+    )]
+    SplitTooSmall {
+        /// The file or dataset the split comes from.
+        source_name: String,
+        /// Which split (`train`, `valid`, `test`).
+        split: String,
+        /// Items it holds.
+        found: usize,
+        /// Items needed.
+        needed: usize,
+        /// What needs them.
+        why: String,
+    },
+    /// The training and test images of a folder differ in size.
+    #[error(
+        "{dir}: training images are {train_height}x{train_width} but test images are {test_height}x{test_width}"
+    )]
+    ImageSizeMismatch {
+        /// The folder.
+        dir: PathBuf,
+        /// Training image height.
+        train_height: usize,
+        /// Training image width.
+        train_width: usize,
+        /// Test image height.
+        test_height: usize,
+        /// Test image width.
+        test_width: usize,
+    },
     /// A split or subset was asked for with impossible sizes.
     #[error("invalid split: {0}")]
     InvalidSplit(String),

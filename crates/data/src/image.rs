@@ -184,6 +184,17 @@ impl ImageFolder {
             find(dir, "t10k-images-idx3-ubyte", "test images")?,
             find(dir, "t10k-labels-idx1-ubyte", "test labels")?,
         )?;
+        // A model is built for one image size: a mismatch would only show when the test batches arrive,
+        // after training.
+        if (train.height(), train.width()) != (test.height(), test.width()) {
+            return Err(DataError::ImageSizeMismatch {
+                dir: dir.to_path_buf(),
+                train_height: train.height(),
+                train_width: train.width(),
+                test_height: test.height(),
+                test_width: test.width(),
+            });
+        }
         Ok(Self { train, test })
     }
 
@@ -246,6 +257,37 @@ mod tests {
         assert_eq!(folder.test.len(), 2);
         assert_eq!(folder.train.num_classes(), 3);
         assert_eq!(folder.train.get(1).unwrap().pixels, vec![4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn train_and_test_images_of_different_sizes_are_refused_at_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "train-images-idx3-ubyte", &images(5));
+        write(dir.path(), "train-labels-idx1-ubyte", &labels(5));
+        let wide = IdxArray {
+            dims: vec![2, 2, 3],
+            data: vec![0; 12],
+        };
+        write(dir.path(), "t10k-images-idx3-ubyte", &wide);
+        write(dir.path(), "t10k-labels-idx1-ubyte", &labels(2));
+        let err = ImageFolder::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::ImageSizeMismatch {
+                    train_height: 2,
+                    train_width: 2,
+                    test_height: 2,
+                    test_width: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("2x2") && err.to_string().contains("2x3"),
+            "{err}"
+        );
     }
 
     #[test]

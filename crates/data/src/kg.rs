@@ -91,8 +91,11 @@ pub struct KnowledgeGraph {
     pub valid: Vec<Triple>,
     /// Test triples.
     pub test: Vec<Triple>,
-    /// Validation and test triples dropped for naming something unseen in training.
-    pub dropped: usize,
+    /// Validation triples dropped for naming an entity or relation unseen in training.
+    pub dropped_valid: usize,
+    /// Test triples dropped for naming an entity or relation unseen in training (PyKEEN's practice: they
+    /// are counted and reported, not ranked with untrained embeddings).
+    pub dropped_test: usize,
 }
 
 /// Reads `head<TAB>relation<TAB>tail` lines (blank lines skipped) as name triples.
@@ -137,8 +140,7 @@ impl KnowledgeGraph {
                 tail: entities.intern(t),
             })
             .collect();
-        let mut dropped = 0;
-        let mut known = |split: &[[String; 3]]| -> Vec<Triple> {
+        let known = |split: &[[String; 3]], dropped: &mut usize| -> Vec<Triple> {
             split
                 .iter()
                 .filter_map(|[h, r, t]| {
@@ -151,20 +153,23 @@ impl KnowledgeGraph {
                         _ => None,
                     };
                     if triple.is_none() {
-                        dropped += 1;
+                        *dropped += 1;
                     }
                     triple
                 })
                 .collect()
         };
-        let (valid, test) = (known(valid), known(test));
+        let (mut dropped_valid, mut dropped_test) = (0, 0);
+        let valid = known(valid, &mut dropped_valid);
+        let test = known(test, &mut dropped_test);
         Self {
             entities,
             relations,
             train,
             valid,
             test,
-            dropped,
+            dropped_valid,
+            dropped_test,
         }
     }
 
@@ -183,11 +188,25 @@ impl KnowledgeGraph {
                 }),
             }
         };
-        Ok(Self::from_names(
-            &split("train")?,
-            &split("valid")?,
-            &split("test")?,
-        ))
+        let graph = Self::from_names(&split("train")?, &split("valid")?, &split("test")?);
+        // A split left empty by the dropping would be scored as 0 (or NaN) after training: refuse it now.
+        for (name, kept, dropped) in [
+            ("valid", graph.valid.len(), graph.dropped_valid),
+            ("test", graph.test.len(), graph.dropped_test),
+        ] {
+            if kept == 0 {
+                return Err(DataError::SplitTooSmall {
+                    source_name: dir.join(format!("{name}.txt")).display().to_string(),
+                    split: name.into(),
+                    found: 0,
+                    needed: 1,
+                    why: format!(
+                        "all {dropped} of its triples name an entity or relation unseen in training"
+                    ),
+                });
+            }
+        }
+        Ok(graph)
     }
 
     /// Out-going edges of every entity in the training triples: `(relation, tail)` lists, by head id.
@@ -227,16 +246,20 @@ impl KnowledgeGraph {
         }
     }
 
-    /// One line describing the graph: sizes of the vocabularies and splits, and training degrees.
+    /// One line describing the graph: sizes of the vocabularies and splits, the validation and test triples
+    /// dropped for naming something unseen in training, and training degrees.
     pub fn summary(&self) -> String {
         let stats = self.degree_stats();
         format!(
-            "{} entities, {} relations, {}/{}/{} triples, degree min {} median {} mean {:.1} max {}",
+            "{} entities, {} relations, {}/{}/{} triples ({} validation and {} test triples dropped: unseen \
+             in training), degree min {} median {} mean {:.1} max {}",
             self.entities.len(),
             self.relations.len(),
             self.train.len(),
             self.valid.len(),
             self.test.len(),
+            self.dropped_valid,
+            self.dropped_test,
             stats.min,
             stats.median,
             stats.mean,
@@ -336,6 +359,23 @@ mod tests {
     }
 
     #[test]
+    fn a_test_split_of_only_unseen_triples_is_refused_at_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.txt"), "a\tlikes\tb\n").unwrap();
+        std::fs::write(dir.path().join("valid.txt"), "b\tlikes\ta\n").unwrap();
+        std::fs::write(dir.path().join("test.txt"), "a\tlikes\tz\nq\tlikes\tb\n").unwrap();
+        let err = KnowledgeGraph::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, DataError::SplitTooSmall { split, found: 0, .. } if split == "test"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("test.txt") && err.to_string().contains("all 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn vocabularies_adjacency_and_degrees_of_a_small_graph() {
         let g = KnowledgeGraph::from_names(
             &names(&[
@@ -350,7 +390,11 @@ mod tests {
         assert_eq!(g.relations.len(), 2);
         assert_eq!(g.valid.len(), 1, "z is unseen in training");
         assert_eq!(g.test.len(), 0, "hates is unseen in training");
-        assert_eq!(g.dropped, 2);
+        assert_eq!((g.dropped_valid, g.dropped_test), (1, 1));
+        assert!(
+            g.summary()
+                .contains("1 validation and 1 test triples dropped")
+        );
         let a = g.entities.id("a").unwrap();
         assert_eq!(g.adjacency()[a as usize].len(), 2);
         assert_eq!(g.degrees(), vec![2, 2, 2]);
@@ -361,7 +405,7 @@ mod tests {
         );
         assert_eq!(
             g.summary(),
-            "3 entities, 2 relations, 3/1/0 triples, degree min 2 median 2 mean 2.0 max 2"
+            "3 entities, 2 relations, 3/1/0 triples (1 validation and 1 test triples dropped: unseen in training), degree min 2 median 2 mean 2.0 max 2"
         );
         assert_eq!(g.known().len(), 4);
     }

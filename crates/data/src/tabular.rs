@@ -157,6 +157,31 @@ impl RegressionDataset {
             items: indices.iter().map(|&i| self.items[i].clone()).collect(),
         }
     }
+
+    /// Checks, before any training, that this split of `source` can be scored with R² = 1 − SSE/SST
+    /// (and standardised): at least two rows whose targets are not all equal. Otherwise R² would come
+    /// out NaN or −∞ after training.
+    pub fn check_r2_scorable(&self, source: &str, split: &str) -> Result<(), DataError> {
+        let too_small = |why: &str| DataError::SplitTooSmall {
+            source_name: source.to_string(),
+            split: split.to_string(),
+            found: self.items.len(),
+            needed: 2,
+            why: why.to_string(),
+        };
+        if self.items.len() < 2 {
+            return Err(too_small(
+                "R² and the target's spread need two rows or more",
+            ));
+        }
+        let first = self.items[0].target;
+        if self.items.iter().all(|item| item.target == first) {
+            return Err(too_small(&format!(
+                "every target equals {first}, so R²'s total sum of squares is 0"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Dataset<RegressionItem> for RegressionDataset {
@@ -178,6 +203,39 @@ pub fn diabetes() -> Result<RegressionDataset, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_too_small_or_constant_for_r2_are_refused() {
+        let item = |target| RegressionItem {
+            features: vec![1.0],
+            target,
+        };
+        let data = RegressionDataset {
+            feature_names: vec!["x".into()],
+            items: vec![item(1.0), item(2.0), item(2.0)],
+        };
+        assert!(data.check_r2_scorable("t.csv", "test").is_ok());
+        let one = data.subset(&[0]);
+        let err = one.check_r2_scorable("t.csv", "test").unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                DataError::SplitTooSmall {
+                    found: 1,
+                    needed: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("t.csv") && err.to_string().contains("test split"),
+            "{err}"
+        );
+        let constant = data.subset(&[1, 2]);
+        let err = constant.check_r2_scorable("t.csv", "test").unwrap_err();
+        assert!(err.to_string().contains("every target equals 2"), "{err}");
+    }
 
     #[test]
     fn parses_csv_and_tsv() {
