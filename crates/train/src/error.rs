@@ -51,6 +51,12 @@ pub enum TrainError {
         /// burn's explanation.
         message: String,
     },
+    /// `resume` was asked for, but the run folder holds no checkpoint to resume from.
+    #[error("cannot resume: {dir} holds no checkpoint (run without resuming to start afresh)")]
+    NothingToResume {
+        /// The checkpoint folder searched.
+        dir: PathBuf,
+    },
     /// burn-train stopped with an error.
     #[error("training failed: {0}")]
     Training(String),

@@ -1,6 +1,7 @@
 //! `fit`: train a [`Supervised`] model with burn-train's `SupervisedTraining`, plus what Kiln adds around
 //! it (regularisation, per-epoch CSV and curves, NaN detection, resume checks, best-epoch restore).
 
+use crate::epoch_loader::EpochLoader;
 use crate::history::{Divergence, EpochCsvLogger, History};
 use crate::renderer::QuietRenderer;
 use crate::step::{LearnerOutput, Regularized};
@@ -44,7 +45,9 @@ pub struct TrainingConfig {
     /// Seed for weight initialisation and shuffling.
     #[serde(default)]
     pub seed: u64,
-    /// Data-loading threads (0: load on the training thread).
+    /// Data-loading threads of the validation loader (0: load on the training thread). The training
+    /// loader always batches on the training thread ([`crate::epoch_loader`]), so that each epoch's order
+    /// depends only on the seed and the epoch.
     #[serde(default)]
     pub num_workers: usize,
     /// Return the weights of the epoch with the lowest validation loss (when its checkpoint was kept)
@@ -199,8 +202,12 @@ where
     }
     let dir = &options.dir;
     let checkpoint_dir = dir.join("checkpoint");
+    let wrapped = Regularized {
+        model: model.fork(&options.device.clone().autodiff()).train(),
+        penalty: config.regularization,
+    };
     let resume_from = if options.resume {
-        last_checkpoint(&checkpoint_dir)
+        Some(resumable_checkpoint(&wrapped, &checkpoint_dir)?)
     } else {
         None
     };
@@ -223,33 +230,21 @@ where
     };
     let iters_per_epoch = train.len().div_ceil(batch_size);
     let autodiff = options.device.clone().autodiff();
-    let train_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(train_batcher)
-        .batch_size(batch_size)
-        .shuffle(config.seed)
-        .num_workers(config.num_workers)
-        .set_device(autodiff.clone())
-        .build(train);
+    // Each epoch's order and the device's random stream depend on (seed, epoch) alone, so a resumed run
+    // trains its remaining epochs exactly as the uninterrupted run did.
+    let train_loader: Arc<dyn DataLoader<M::Batch>> = Arc::new(EpochLoader::new(
+        train,
+        train_batcher,
+        batch_size,
+        config.seed,
+        autodiff.clone(),
+        resume_from.map_or(1, |epoch| epoch + 1),
+    ));
     let valid_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(valid_batcher)
         .batch_size(batch_size)
         .num_workers(config.num_workers)
         .set_device(options.device.clone())
         .build(valid);
-
-    let wrapped = Regularized {
-        model: model.fork(&autodiff).train(),
-        penalty: config.regularization,
-    };
-    if let Some(epoch) = resume_from {
-        // burn-train panics on a checkpoint that does not fit; check it first and report it properly.
-        let path = checkpoint_dir.join(format!("model-{epoch}.bpk"));
-        wrapped
-            .clone()
-            .try_load_file(&path)
-            .map_err(|e| TrainError::Checkpoint {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-    }
 
     let optimizer = config.optimizer.init(config.grad_clip_norm);
     let scheduler = config
@@ -341,6 +336,53 @@ where
         train_seconds,
         history,
     })
+}
+
+/// The epoch to resume from: the newest whose model, optimizer and scheduler checkpoints all load (burn-train
+/// panics on one that does not, without naming it). A newer one that does not load (a run killed while
+/// writing it) is passed over with a note, so a crash loses at most that epoch; if none loads, the error
+/// names the newest unreadable file.
+fn resumable_checkpoint<M: Module>(model: &M, dir: &Path) -> Result<usize, TrainError> {
+    let Some(newest) = last_checkpoint(dir) else {
+        return Err(TrainError::NothingToResume {
+            dir: dir.to_path_buf(),
+        });
+    };
+    let mut first_error: Option<(PathBuf, String)> = None;
+    for epoch in (1..=newest).rev() {
+        let path = |name: &str| dir.join(format!("{name}-{epoch}.bpk"));
+        let loaded = model
+            .clone()
+            .try_load_file(path("model"))
+            .map(drop)
+            .map_err(|e| (path("model"), e.to_string()))
+            .and_then(|()| {
+                burn::optim::OptimizerRecord::load(path("optim"))
+                    .map(drop)
+                    .map_err(|e| (path("optim"), e.to_string()))
+            })
+            .and_then(|()| {
+                burn::lr_scheduler::LrSchedulerRecord::load(path("scheduler"))
+                    .map(drop)
+                    .map_err(|e| (path("scheduler"), e.to_string()))
+            });
+        match loaded {
+            Ok(()) => {
+                if let Some((path, message)) = &first_error {
+                    eprintln!(
+                        "note: resuming from epoch {epoch}: {} cannot be read ({message})",
+                        path.display()
+                    );
+                }
+                return Ok(epoch);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let (path, message) = first_error.expect("at least one epoch was tried");
+    Err(TrainError::Checkpoint { path, message })
 }
 
 /// The highest epoch with a model checkpoint in `dir`, if any.

@@ -8,6 +8,7 @@
 //! - [`optim`]: optimizers and learning-rate schedules chosen by a serde config ([`fused_adam`]: burn's
 //!   Adam and AdamW with each update as one pass on flex);
 //! - [`learner`]: `fit` (train / validate, early stopping, checkpoints, resume, best-epoch restore);
+//!   [`epoch_loader`]: its training loader, whose epochs depend only on (seed, epoch), so resuming is exact;
 //! - [`evaluate`]: test-set scores (accuracy, RMSE, R²); [`bleu`]: corpus BLEU as sacreBLEU computes it;
 //! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves;
 //! - [`report`]: the `report.json` schema shared by `cargo xtask train-all` and `train`;
@@ -17,6 +18,7 @@
 pub mod bleu;
 pub mod curves;
 pub mod device;
+pub mod epoch_loader;
 pub mod error;
 pub mod evaluate;
 pub mod fused_adam;

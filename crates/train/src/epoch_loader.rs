@@ -1,0 +1,236 @@
+//! The learner's training data loader: each epoch's order and random stream depend only on the seed and
+//! the epoch's number, so that a resumed run trains exactly as an uninterrupted one.
+//!
+//! burn's `DataLoaderBuilder::shuffle(seed)` draws each epoch's order from one generator that advances
+//! epoch by epoch (and is forked when burn-train moves the loader to its device); a run resumed at epoch
+//! 3 starts that generator afresh and trains epoch 3 on epoch 1's order. The device's random stream
+//! (dropout masks, augmentation draws) is not part of burn-train's checkpoint either. [`EpochLoader`]
+//! shuffles epoch `e` with a generator seeded from `(seed, e)` and reseeds the device the same way when
+//! the epoch starts; burn-train calls [`DataLoader::iter`] once per epoch, which is where both happen.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
+use burn::data::dataset::{Dataset, DatasetError};
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The seed of epoch `epoch` (1-based) of a run seeded with `seed`: distinct per epoch, the same in every
+/// run and every resume.
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    // SplitMix64's increment and finaliser: nearby (seed, epoch) pairs give unrelated seeds.
+    let mut z = seed.wrapping_add((epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Shuffled batches of a training set, epoch by epoch (see the module's documentation).
+pub struct EpochLoader<I, O, B> {
+    dataset: Arc<dyn Dataset<I>>,
+    batcher: Arc<B>,
+    batch_size: usize,
+    seed: u64,
+    device: Device,
+    /// The items this loader serves, as a range of the epoch's shuffled order (all of it, unless sliced).
+    range: (usize, usize),
+    /// The number of the epoch the next [`DataLoader::iter`] serves; shared by every copy of the loader
+    /// that burn-train makes for its devices.
+    next_epoch: Arc<AtomicUsize>,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<I, O, B> EpochLoader<I, O, B>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+    B: Batcher<I, O> + 'static,
+{
+    /// Batches of `batch_size` items of `dataset` on `device`, in an order drawn from `(seed, epoch)`;
+    /// `first_epoch` is the number of the first epoch to serve (1, or one more than the checkpoint a run
+    /// resumes from).
+    pub fn new<D: Dataset<I> + 'static>(
+        dataset: D,
+        batcher: B,
+        batch_size: usize,
+        seed: u64,
+        device: Device,
+        first_epoch: usize,
+    ) -> Self {
+        let len = dataset.len();
+        Self {
+            dataset: Arc::new(dataset),
+            batcher: Arc::new(batcher),
+            batch_size: batch_size.max(1),
+            seed,
+            device,
+            range: (0, len),
+            next_epoch: Arc::new(AtomicUsize::new(first_epoch)),
+            _output: PhantomData,
+        }
+    }
+
+    fn copy(&self, device: Device, range: (usize, usize)) -> Self {
+        Self {
+            dataset: Arc::clone(&self.dataset),
+            batcher: Arc::clone(&self.batcher),
+            batch_size: self.batch_size,
+            seed: self.seed,
+            device,
+            range,
+            next_epoch: Arc::clone(&self.next_epoch),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<I, O, B> DataLoader<O> for EpochLoader<I, O, B>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+    B: Batcher<I, O> + 'static,
+{
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
+        let epoch = self.next_epoch.fetch_add(1, Ordering::SeqCst);
+        let seed = epoch_seed(self.seed, epoch);
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let (start, end) = self.range;
+        order.truncate(end);
+        order.drain(..start);
+        // Dropout and augmentation draw from the device's stream: start it where this epoch always does.
+        self.device.seed(seed);
+        Box::new(EpochIter {
+            loader: self,
+            order,
+            position: 0,
+        })
+    }
+
+    fn num_items(&self) -> usize {
+        self.range.1 - self.range.0
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<O>> {
+        Arc::new(self.copy(device.clone(), self.range))
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<O>> {
+        let from = (self.range.0 + start).min(self.range.1);
+        let to = (self.range.0 + end).clamp(from, self.range.1);
+        Arc::new(self.copy(self.device.clone(), (from, to)))
+    }
+}
+
+/// One epoch's batches.
+struct EpochIter<'a, I, O, B> {
+    loader: &'a EpochLoader<I, O, B>,
+    order: Vec<usize>,
+    position: usize,
+}
+
+impl<I, O, B> Iterator for EpochIter<'_, I, O, B>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+    B: Batcher<I, O> + 'static,
+{
+    type Item = Result<O, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.position >= self.order.len() {
+            return None;
+        }
+        let end = (self.position + self.loader.batch_size).min(self.order.len());
+        let items: Result<Vec<I>, DatasetError> = self.order[self.position..end]
+            .iter()
+            .map(|&i| self.loader.dataset.get(i))
+            .collect();
+        self.position = end;
+        Some(items.map(|items| self.loader.batcher.batch(items, &self.loader.device)))
+    }
+}
+
+impl<I, O, B> DataLoaderIterator<O> for EpochIter<'_, I, O, B>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+    B: Batcher<I, O> + 'static,
+{
+    fn progress(&self) -> Progress {
+        Progress {
+            items_processed: self.position,
+            items_total: self.order.len(),
+            unit: Some("items".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::data::dataset::InMemDataset;
+
+    /// Batches of item values, as a flat list.
+    #[derive(Clone)]
+    struct Ids;
+
+    impl Batcher<usize, Vec<usize>> for Ids {
+        fn batch(&self, items: Vec<usize>, _: &Device) -> Vec<usize> {
+            items
+        }
+    }
+
+    fn epoch(loader: &dyn DataLoader<Vec<usize>>) -> Vec<usize> {
+        loader
+            .iter()
+            .flat_map(|b| b.expect("in-memory items"))
+            .collect()
+    }
+
+    fn loader(first_epoch: usize) -> EpochLoader<usize, Vec<usize>, Ids> {
+        let data = InMemDataset::new((0..50).collect::<Vec<usize>>());
+        EpochLoader::new(data, Ids, 8, 11, Device::flex(), first_epoch)
+    }
+
+    #[test]
+    fn each_epoch_is_a_new_permutation_that_a_resume_reproduces() {
+        let fresh = loader(1);
+        let epochs: Vec<Vec<usize>> = (0..3).map(|_| epoch(&fresh)).collect();
+        for e in &epochs {
+            let mut sorted = e.clone();
+            sorted.sort();
+            assert_eq!(
+                sorted,
+                (0..50).collect::<Vec<_>>(),
+                "a permutation of the set"
+            );
+        }
+        assert_ne!(epochs[0], epochs[1]);
+        assert_ne!(epochs[1], epochs[2]);
+        // Resumed after epoch 2, and moved to a device as burn-train does: epoch 3 is the same.
+        let resumed = loader(3).to_device(&Device::flex());
+        assert_eq!(epoch(&*resumed), epochs[2]);
+    }
+
+    #[test]
+    fn slices_split_an_epoch_and_share_its_counter() {
+        let whole = loader(1);
+        let all = epoch(&whole);
+        let again = loader(1);
+        let (a, b) = (again.slice(0, 20), again.slice(20, 50));
+        assert_eq!(epoch(&*a), all[..20], "the first 20 of epoch 1's order");
+        assert_eq!(a.num_items() + b.num_items(), 50);
+        // The counter is shared: the other slice now serves epoch 2.
+        let second = epoch(&whole);
+        assert_eq!(epoch(&*b), {
+            let mut e2 = second;
+            e2.drain(..20);
+            e2
+        });
+    }
+}
