@@ -339,7 +339,7 @@ impl Bench<'_> {
         for step in 1..=steps {
             let sparsity = agp_sparsity(0.0, target, 0, steps, step);
             let masked =
-                MagnitudePruner::new(sparsity, PruningScope::Global)?.prune(model.materialize());
+                MagnitudePruner::new(sparsity, PruningScope::Global)?.prune(model.materialize())?;
             model = self.train(
                 masked,
                 &format!("{name}-prune{}-{step}", (target * 100.0).round()),
@@ -678,7 +678,7 @@ where
     for step in 1..=2 {
         let sparsity = agp_sparsity(0.0, 0.8, 0, 2, step);
         pipeline.student = MagnitudePruner::new(sparsity, PruningScope::Global)?
-            .prune(pipeline.student.materialize());
+            .prune(pipeline.student.materialize())?;
         pipeline = bench.train(pipeline, &format!("pipeline-prune-{step}"), 1, 3e-4)?;
     }
     let final_student = ptq_int8(pipeline.student.materialize(), None);

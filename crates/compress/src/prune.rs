@@ -46,6 +46,19 @@ pub struct MagnitudePruner {
     scope: PruningScope,
     /// The global threshold, once computed.
     threshold: Option<f32>,
+    /// The first read-back failure while ranking weights (burn's reparameterizer cannot return one).
+    failed: Option<CompressError>,
+}
+
+/// The elements of `t` on the host, as f32; `what` names it in the error.
+fn host_values<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>, CompressError> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| CompressError::ReadBack {
+            what: what.to_string(),
+            message: format!("{e:?}"),
+        })
 }
 
 /// Is a parameter at `path` with `rank` dimensions a weight to prune?
@@ -64,6 +77,7 @@ fn kth_smallest(mut values: Vec<f32>, k: usize) -> f32 {
 struct Magnitudes {
     path: Vec<String>,
     values: Vec<f32>,
+    failed: Option<CompressError>,
 }
 
 impl ModuleVisitor for Magnitudes {
@@ -77,14 +91,13 @@ impl ModuleVisitor for Magnitudes {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if prunable(D, &self.path.join(".")) {
-            let values: Vec<f32> = param
-                .val()
-                .abs()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_default();
-            self.values.extend(values);
+            let path = self.path.join(".");
+            match host_values(param.val().abs(), &path) {
+                Ok(values) => self.values.extend(values),
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                }
+            }
         }
     }
 }
@@ -102,22 +115,39 @@ impl MagnitudePruner {
             sparsity,
             scope,
             threshold: None,
+            failed: None,
         })
     }
 
     /// Returns `model` with a mask on every prunable weight. A model already pruned must be materialized
     /// first (burn does not nest reparameterizations); its zeros, being the smallest magnitudes, stay pruned.
-    pub fn prune<M: Module>(mut self, model: M) -> M {
+    pub fn prune<M: Module>(mut self, model: M) -> Result<M, CompressError> {
         if self.scope == PruningScope::Global {
             let mut all = Magnitudes {
                 path: Vec::new(),
                 values: Vec::new(),
+                failed: None,
             };
             model.visit(&mut all);
+            if let Some(e) = all.failed {
+                return Err(e);
+            }
             let k = (self.sparsity * all.values.len() as f64).floor() as usize;
             self.threshold = (k > 0).then(|| kth_smallest(all.values, k - 1));
+            return Ok(model.apply_reparameterization(self));
         }
-        model.apply_reparameterization(self)
+        // Layer-wise thresholds are read inside burn's reparameterizer, which cannot fail: rank every
+        // weight first, so that an unreadable one is an error before any mask is made.
+        let mut all = Magnitudes {
+            path: Vec::new(),
+            values: Vec::new(),
+            failed: None,
+        };
+        model.visit(&mut all);
+        if let Some(e) = all.failed.or(self.failed.take()) {
+            return Err(e);
+        }
+        Ok(model.apply_reparameterization(self))
     }
 }
 
@@ -140,13 +170,14 @@ impl Reparameterizer for MagnitudePruner {
             PruningScope::Global => self.threshold,
             PruningScope::LayerWise => {
                 let k = (self.sparsity * n as f64).floor() as usize;
-                let values: Vec<f32> = magnitudes
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default();
-                (k > 0).then(|| kth_smallest(values, k - 1))
+                // Every weight was read back once already (in `prune`), so this read does not fail.
+                match host_values(magnitudes.clone(), path) {
+                    Ok(values) => (k > 0).then(|| kth_smallest(values, k - 1)),
+                    Err(e) => {
+                        self.failed.get_or_insert(e);
+                        None
+                    }
+                }
             }
         };
         let mask = match threshold {
@@ -301,7 +332,8 @@ mod tests {
         let device = Device::flex();
         let pruned = MagnitudePruner::new(0.75, PruningScope::LayerWise)
             .unwrap()
-            .prune(mlp(&device));
+            .prune(mlp(&device))
+            .unwrap();
         let report = sparsity_report(&pruned);
         assert_eq!(report.len(), 6, "{report:?}");
         for layer in &report {
@@ -335,7 +367,8 @@ mod tests {
         let device = Device::flex();
         let pruned = MagnitudePruner::new(0.9, PruningScope::Global)
             .unwrap()
-            .prune(mlp(&device));
+            .prune(mlp(&device))
+            .unwrap();
         let report = sparsity_report(&pruned);
         let (zeros, total) = report
             .iter()
@@ -356,7 +389,8 @@ mod tests {
         let device = Device::flex().autodiff();
         let mut model = MagnitudePruner::new(0.5, PruningScope::LayerWise)
             .unwrap()
-            .prune(mlp(&device));
+            .prune(mlp(&device))
+            .unwrap();
         let before = weight_sparsities(&sparsity_report(&model));
         let mut optim = AdamConfig::new().init();
         for _ in 0..5 {
@@ -375,7 +409,8 @@ mod tests {
         // Pruning again to a higher sparsity keeps the old zeros.
         let more = MagnitudePruner::new(0.8, PruningScope::LayerWise)
             .unwrap()
-            .prune(permanent.clone());
+            .prune(permanent.clone())
+            .unwrap();
         let old = permanent.hidden[0].weight.val().equal_elem(0.0);
         let new = more.hidden[0].weight.val().equal_elem(0.0);
         assert!(!old.bool_and(new.bool_not()).any().into_scalar::<bool>());

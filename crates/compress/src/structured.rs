@@ -34,7 +34,11 @@ fn top_indices(scores: Vec<f32>, keep: usize) -> Vec<usize> {
 }
 
 /// `norm` of `weights` over every dimension but `keep_dim`: one score per slice along it.
-fn scores<const D: usize>(weights: Tensor<D>, keep_dim: usize, norm: Norm) -> Vec<f32> {
+fn scores<const D: usize>(
+    weights: Tensor<D>,
+    keep_dim: usize,
+    norm: Norm,
+) -> Result<Vec<f32>, CompressError> {
     let n = weights.dims()[keep_dim];
     let moved = weights.swap_dims(0, keep_dim);
     let total = moved.shape().num_elements();
@@ -48,7 +52,10 @@ fn scores<const D: usize>(weights: Tensor<D>, keep_dim: usize, norm: Norm) -> Ve
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .unwrap_or_default()
+        .map_err(|e| CompressError::ReadBack {
+            what: "the norms of the rows to rank".into(),
+            message: format!("{e:?}"),
+        })
 }
 
 fn index_tensor(indices: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -104,7 +111,7 @@ pub fn prune_mlp_neurons(
         let device = weight.device();
         let n = weight.dims()[1];
         let keep = index_tensor(
-            &top_indices(scores(weight, 1, norm), kept(n, fraction)?),
+            &top_indices(scores(weight, 1, norm)?, kept(n, fraction)?),
             &device,
         );
         sizes.push(keep.dims()[0]);
@@ -163,7 +170,7 @@ pub fn prune_cnn_channels(
         let weight = cnn.blocks[i].conv.weight.val();
         let device = weight.device();
         let channels = weight.dims()[0];
-        let kept_channels = top_indices(scores(weight, 0, norm), kept(channels, fraction)?);
+        let kept_channels = top_indices(scores(weight, 0, norm)?, kept(channels, fraction)?);
         let keep = index_tensor(&kept_channels, &device);
         sizes.push(kept_channels.len());
         cnn.blocks[i] = keep_block_outputs(&cnn.blocks[i], &keep);

@@ -15,6 +15,17 @@ pub enum ModelError {
         /// The shape given.
         found: Vec<usize>,
     },
+    /// A tensor the model computed could not be read back to the host (a backend failure, or a dtype the
+    /// reader does not take).
+    #[error("{model}: cannot read back the {what}: {message}")]
+    ReadBack {
+        /// The model.
+        model: &'static str,
+        /// What was being read (tokens, probabilities, scores, a mask).
+        what: &'static str,
+        /// burn's explanation.
+        message: String,
+    },
     /// A configuration that cannot build a model.
     #[error("invalid {model} config: {message}")]
     Config {

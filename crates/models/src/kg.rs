@@ -266,9 +266,10 @@ pub fn evaluate_link_prediction(
                 .into_data()
                 .convert::<f32>()
                 .try_to_vec()
-                .map_err(|e| ModelError::Config {
+                .map_err(|e| ModelError::ReadBack {
                     model: model.scorer.name(),
-                    message: format!("unreadable scores: {e:?}"),
+                    what: "scores",
+                    message: format!("{e:?}"),
                 })?;
             for (row, t) in chunk.iter().enumerate() {
                 let row_scores = &scores[row * num..(row + 1) * num];

@@ -36,9 +36,10 @@ pub(crate) fn masked_token_output(
         .reshape([b * t])
         .into_data()
         .try_to_vec()
-        .map_err(|e| ModelError::Config {
+        .map_err(|e| ModelError::ReadBack {
             model,
-            message: format!("unreadable mask: {e:?}"),
+            what: "mask",
+            message: format!("{e:?}"),
         })?;
     if flags.iter().all(|&v| v) {
         return Ok(loss::classification_output(logits, targets));
@@ -68,9 +69,10 @@ pub(crate) fn sample_logits(
         .into_data()
         .convert::<f32>()
         .try_to_vec()
-        .map_err(|e| ModelError::Config {
+        .map_err(|e| ModelError::ReadBack {
             model,
-            message: format!("unreadable probabilities: {e:?}"),
+            what: "probabilities",
+            message: format!("{e:?}"),
         })?;
     Ok(sample(&probs, rng.random::<f32>()))
 }

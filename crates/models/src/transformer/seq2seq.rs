@@ -180,9 +180,10 @@ impl Seq2Seq {
                 .into_data()
                 .convert::<i64>()
                 .try_to_vec()
-                .map_err(|e| ModelError::Config {
+                .map_err(|e| ModelError::ReadBack {
                     model: "transformer_seq2seq",
-                    message: format!("unreadable tokens: {e:?}"),
+                    what: "tokens",
+                    message: format!("{e:?}"),
                 })?;
             for (i, prefix) in prefixes.iter_mut().enumerate() {
                 // Finished sentences keep decoding (the batch stays rectangular); their tail is dropped.
@@ -259,9 +260,10 @@ impl Seq2Seq {
                 .into_data()
                 .convert::<f32>()
                 .try_to_vec()
-                .map_err(|e| ModelError::Config {
+                .map_err(|e| ModelError::ReadBack {
                     model: "transformer_seq2seq",
-                    message: format!("unreadable probabilities: {e:?}"),
+                    what: "probabilities",
+                    message: format!("{e:?}"),
                 })?;
             // The `beam` best continuations over every live hypothesis (ties: lower hypothesis, lower id).
             let mut candidates: Vec<(f64, usize, u32)> = Vec::with_capacity(k * vocab);
