@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub use kiln_compress as compress;
+pub use kiln_core as core;
 pub use kiln_data as data;
 pub use kiln_models as models;
 pub use kiln_train as train;

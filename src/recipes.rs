@@ -302,7 +302,7 @@ pub fn linear_regression(
         target_scale,
     )?;
     save_run(&outcome.model, &model_config, &config, settings)?;
-    std::fs::write(
+    crate::core::files::write_atomic(
         settings.run_dir.join("preprocessing.json"),
         serde_json_string(&(&batcher.features, &batcher.target))?,
     )?;
@@ -894,7 +894,7 @@ pub fn translation(
     let beam_bleu = corpus_bleu(&beam, &references);
     let greedy_bleu = corpus_bleu(&greedy, &references);
     save_run(model, &model_config, &config, settings)?;
-    std::fs::write(
+    crate::core::files::write_atomic(
         settings.run_dir.join("vocabularies.json"),
         serde_json_string(&(&data.source_vocab, &data.target_vocab))?,
     )?;
@@ -1012,7 +1012,7 @@ where
         1.0,
     )?;
     save_run(&outcome.model, model_config, &config, settings)?;
-    std::fs::write(
+    crate::core::files::write_atomic(
         settings.run_dir.join("preprocessing.json"),
         serde_json_string(&batcher.normalizer)?,
     )?;
@@ -1065,7 +1065,7 @@ fn save_run<M: Module, C: burn::config::Config>(
 ) -> anyhow::Result<()> {
     save_weights(model, &settings.run_dir.join("model.bpk"))?;
     save_config(model_config, &settings.run_dir.join("model.json"))?;
-    std::fs::write(
+    crate::core::files::write_atomic(
         settings.run_dir.join("training.json"),
         serde_json_string(config)?,
     )?;

@@ -300,7 +300,7 @@ pub fn write_json(out: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(out, serde_json::to_string_pretty(value)? + "\n")
+    kiln::core::files::write_atomic(out, serde_json::to_string_pretty(value)? + "\n")
         .with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {}", out.display());
     Ok(())

@@ -65,7 +65,7 @@ pub fn write(
     seconds: f64,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
-    std::fs::write(
+    kiln::core::files::write_atomic(
         out.join("report.json"),
         serde_json::to_string_pretty(report)? + "\n",
     )?;
@@ -144,6 +144,6 @@ pub fn write(
             writeln!(md, "- {note}")?;
         }
     }
-    std::fs::write(out.join("report.md"), md)?;
+    kiln::core::files::write_atomic(out.join("report.md"), md)?;
     Ok(())
 }

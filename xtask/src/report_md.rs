@@ -214,6 +214,6 @@ pub fn write(
          classifiers with the weights of their best validation epoch, linear regression with its last \
          (converged) epoch. Per-epoch figures: `runs/train-all/<model>-<dataset>/metrics.csv`."
     )?;
-    std::fs::write(out.join("report.md"), md)?;
+    kiln::core::files::write_atomic(out.join("report.md"), md)?;
     Ok(())
 }

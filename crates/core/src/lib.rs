@@ -4,11 +4,13 @@
 //! linfa's algorithms depend on its small core and burn's guide keeps `model.rs` free of training:
 //! - [`step`]: the [`Supervised`] trait a model implements (one forward pass on a batch, giving its loss)
 //!   and the outputs the learner scores ([`ClassificationOutput`], [`RegressionOutput`], [`LossOutput`]);
-//! - [`loss`]: MSE, cross-entropy and binary cross-entropy on burn's loss modules.
+//! - [`loss`]: MSE, cross-entropy and binary cross-entropy on burn's loss modules;
+//! - [`files`]: writing a file whole or not at all (temporary name, then rename).
 //!
 //! `kiln-train` adapts these outputs to burn-train's metrics.
 #![warn(missing_docs)]
 
+pub mod files;
 pub mod loss;
 pub mod step;
 

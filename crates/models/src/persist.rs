@@ -10,10 +10,17 @@ pub fn save_weights<M: Module>(model: &M, weights: &Path) -> Result<(), ModelErr
     if let Some(dir) = weights.parent() {
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
     }
-    model
-        .clone()
-        .save_file(weights)
-        .map_err(|e| file_error(weights, e))
+    // Written under a temporary name and renamed: a crash never leaves a half-written weights file.
+    kiln_core::files::write_via_temporary(
+        weights,
+        |temporary| {
+            model
+                .clone()
+                .save_file(temporary)
+                .map_err(|e| file_error(weights, e))
+        },
+        |e| file_error(weights, e),
+    )
 }
 
 /// Loads weights into `model` (freshly built from the same config); a file for another architecture or
@@ -32,7 +39,11 @@ pub fn load_weights<M: Module>(model: M, weights: &Path) -> Result<M, ModelError
 
 /// Saves a config as JSON.
 pub fn save_config<C: Config>(config: &C, path: &Path) -> Result<(), ModelError> {
-    config.save(path).map_err(|e| file_error(path, e))
+    kiln_core::files::write_via_temporary(
+        path,
+        |temporary| config.save(temporary).map_err(|e| file_error(path, e)),
+        |e| file_error(path, e),
+    )
 }
 
 /// Loads a config from JSON.

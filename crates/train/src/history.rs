@@ -158,7 +158,7 @@ impl EpochCsvLogger {
         for r in kept {
             text += &format!("{},{},{},{}\n", r.epoch, r.split, r.metric, r.value);
         }
-        std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
+        kiln_core::files::write_atomic(&path, text).map_err(|e| TrainError::io(&path, e))?;
         Ok(Self {
             path,
             names: HashMap::new(),

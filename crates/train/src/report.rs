@@ -45,7 +45,7 @@ impl Report {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        std::fs::write(path, json + "\n").map_err(|e| TrainError::io(path, e))
+        kiln_core::files::write_atomic(path, json + "\n").map_err(|e| TrainError::io(path, e))
     }
 
     /// Reads a report.
