@@ -346,3 +346,72 @@ fn invalid_configs_are_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("epochs"), "{err}");
 }
+
+/// Options for the runs below (flex, quiet, no resume).
+fn quiet(dir: &Path) -> RunOptions {
+    options(dir, false)
+}
+
+#[test]
+fn fit_trains_a_character_language_model_on_token_batches() {
+    let corpus = kiln_data::text::shakespeare().unwrap();
+    let train = kiln_data::TokenWindows::new(corpus.train.clone(), 40)
+        .unwrap()
+        .take(400);
+    let valid = kiln_data::TokenWindows::new(corpus.valid.clone(), 40)
+        .unwrap()
+        .take(100);
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let vocab = corpus.vocab.len();
+    let model = kiln_models::CharLmConfig::new(kiln_models::CellKind::Gru, vocab)
+        .with_d_embedding(16)
+        .with_d_hidden(48)
+        .init(&device)
+        .unwrap();
+    let out = fit(
+        model,
+        train,
+        valid,
+        kiln_data::TokenBatcher,
+        &TrainingConfig::new(2, 32, 5e-3),
+        &quiet(dir.path()),
+    )
+    .unwrap();
+    let valid_loss = out.history.series("valid", "loss");
+    assert_eq!(valid_loss.len(), 2, "{:?}", out.history);
+    // A uniform guess costs ln(vocab) nats per character.
+    assert!(
+        valid_loss[1].1 < 0.9 * (vocab as f64).ln(),
+        "valid loss {valid_loss:?} against ln {vocab}"
+    );
+}
+
+#[test]
+fn fit_trains_knowledge_graph_embeddings_on_triple_batches() {
+    let graph = kiln_data::kg::vendored("kinships").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (entities, relations) = (graph.entities.len(), graph.relations.len());
+    let model =
+        kiln_models::KgEmbeddingConfig::new(kiln_models::KgScorer::DistMult, entities, relations)
+            .with_dim(32)
+            .init(&device)
+            .unwrap();
+    let out = kiln_train::fit_with_batchers(
+        model,
+        burn::data::dataset::InMemDataset::new(graph.train.clone()),
+        burn::data::dataset::InMemDataset::new(graph.valid.clone()),
+        kiln_data::TripleBatcher::new(entities, 10, 1),
+        kiln_data::TripleBatcher::new(entities, 10, 2),
+        &TrainingConfig::new(3, 256, 1e-2),
+        &quiet(dir.path()),
+    )
+    .unwrap();
+    let loss = out.history.series("train", "loss");
+    assert_eq!(loss.len(), 3, "{:?}", out.history);
+    assert!(
+        loss[2].1 < 0.8 * loss[0].1,
+        "ranking loss did not fall: {loss:?}"
+    );
+}
