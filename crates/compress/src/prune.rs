@@ -9,9 +9,10 @@
 //! good. This is PyTorch's `torch.nn.utils.prune` (`weight_orig`, `weight_mask`, `prune.remove`).
 
 use crate::CompressError;
-use burn::module::{Module, ModuleVisitor, Param, Reparameterization, Reparameterizer};
+use burn::module::{Module, ModuleVisitor, Param, ParamId, Reparameterization, Reparameterizer};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// The mask of one pruned weight: 1 where the weight is kept, 0 where it is pruned.
 #[derive(Module, Debug)]
@@ -44,10 +45,9 @@ pub enum PruningScope {
 pub struct MagnitudePruner {
     sparsity: f64,
     scope: PruningScope,
-    /// The global threshold, once computed.
-    threshold: Option<f32>,
-    /// The first read-back failure while ranking weights (burn's reparameterizer cannot return one).
-    failed: Option<CompressError>,
+    /// The magnitude at or below which each prunable weight's entries go, by parameter; computed by
+    /// [`MagnitudePruner::prune`] before any mask is made (a weight without one keeps every entry).
+    thresholds: HashMap<ParamId, f32>,
 }
 
 /// The elements of `t` on the host, as f32; `what` names it in the error.
@@ -73,10 +73,16 @@ fn kth_smallest(mut values: Vec<f32>, k: usize) -> f32 {
     *kth
 }
 
-/// Collects the magnitudes of every prunable weight.
+/// The threshold that prunes the fraction `sparsity` of `values`, if it prunes anything.
+fn threshold(values: Vec<f32>, sparsity: f64) -> Option<f32> {
+    let k = (sparsity * values.len() as f64).floor() as usize;
+    (k > 0).then(|| kth_smallest(values, k - 1))
+}
+
+/// Reads the magnitudes of every prunable weight once, by parameter.
 struct Magnitudes {
     path: Vec<String>,
-    values: Vec<f32>,
+    weights: Vec<(ParamId, Vec<f32>)>,
     failed: Option<CompressError>,
 }
 
@@ -90,13 +96,11 @@ impl ModuleVisitor for Magnitudes {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if prunable(D, &self.path.join(".")) {
-            let path = self.path.join(".");
+        let path = self.path.join(".");
+        if self.failed.is_none() && prunable(D, &path) {
             match host_values(param.val().abs(), &path) {
-                Ok(values) => self.values.extend(values),
-                Err(e) => {
-                    self.failed.get_or_insert(e);
-                }
+                Ok(values) => self.weights.push((param.id, values)),
+                Err(e) => self.failed = Some(e),
             }
         }
     }
@@ -114,39 +118,43 @@ impl MagnitudePruner {
         Ok(Self {
             sparsity,
             scope,
-            threshold: None,
-            failed: None,
+            thresholds: HashMap::new(),
         })
     }
 
     /// Returns `model` with a mask on every prunable weight. A model already pruned must be materialized
     /// first (burn does not nest reparameterizations); its zeros, being the smallest magnitudes, stay pruned.
     pub fn prune<M: Module>(mut self, model: M) -> Result<M, CompressError> {
-        if self.scope == PruningScope::Global {
-            let mut all = Magnitudes {
-                path: Vec::new(),
-                values: Vec::new(),
-                failed: None,
-            };
-            model.visit(&mut all);
-            if let Some(e) = all.failed {
-                return Err(e);
-            }
-            let k = (self.sparsity * all.values.len() as f64).floor() as usize;
-            self.threshold = (k > 0).then(|| kth_smallest(all.values, k - 1));
-            return Ok(model.apply_reparameterization(self));
-        }
-        // Layer-wise thresholds are read inside burn's reparameterizer, which cannot fail: rank every
-        // weight first, so that an unreadable one is an error before any mask is made.
-        let mut all = Magnitudes {
+        // Every threshold is computed here, where a weight that cannot be read back is an error; burn's
+        // reparameterizer, which makes the masks, cannot return one.
+        let mut magnitudes = Magnitudes {
             path: Vec::new(),
-            values: Vec::new(),
+            weights: Vec::new(),
             failed: None,
         };
-        model.visit(&mut all);
-        if let Some(e) = all.failed.or(self.failed.take()) {
+        model.visit(&mut magnitudes);
+        if let Some(e) = magnitudes.failed {
             return Err(e);
         }
+        self.thresholds = match self.scope {
+            PruningScope::LayerWise => magnitudes
+                .weights
+                .into_iter()
+                .filter_map(|(id, values)| Some((id, threshold(values, self.sparsity)?)))
+                .collect(),
+            PruningScope::Global => {
+                let ids: Vec<ParamId> = magnitudes.weights.iter().map(|(id, _)| *id).collect();
+                let all = magnitudes
+                    .weights
+                    .into_iter()
+                    .flat_map(|(_, v)| v)
+                    .collect();
+                match threshold(all, self.sparsity) {
+                    Some(t) => ids.into_iter().map(|id| (id, t)).collect(),
+                    None => HashMap::new(),
+                }
+            }
+        };
         Ok(model.apply_reparameterization(self))
     }
 }
@@ -166,20 +174,7 @@ impl Reparameterizer for MagnitudePruner {
         let device = weight.device();
         let n = weight.shape().num_elements();
         let magnitudes = weight.abs().reshape([n]);
-        let threshold = match self.scope {
-            PruningScope::Global => self.threshold,
-            PruningScope::LayerWise => {
-                let k = (self.sparsity * n as f64).floor() as usize;
-                // Every weight was read back once already (in `prune`), so this read does not fail.
-                match host_values(magnitudes.clone(), path) {
-                    Ok(values) => (k > 0).then(|| kth_smallest(values, k - 1)),
-                    Err(e) => {
-                        self.failed.get_or_insert(e);
-                        None
-                    }
-                }
-            }
-        };
+        let threshold = self.thresholds.get(&param.id).copied();
         let mask = match threshold {
             // Entries at or below the threshold go (ties at the threshold too, as PyTorch's `l1_unstructured`
             // breaks them by position instead: a rare difference of a few entries).
@@ -330,9 +325,12 @@ mod tests {
     #[test]
     fn layer_wise_pruning_reaches_the_sparsity_in_every_layer_and_spares_biases() {
         let device = Device::flex();
+        // One model, cloned: flex's random stream is global, so a second `mlp()` built while other tests
+        // draw from it need not have the same weights.
+        let dense = mlp(&device);
         let pruned = MagnitudePruner::new(0.75, PruningScope::LayerWise)
             .unwrap()
-            .prune(mlp(&device))
+            .prune(dense.clone())
             .unwrap();
         let report = sparsity_report(&pruned);
         assert_eq!(report.len(), 6, "{report:?}");
@@ -344,7 +342,6 @@ mod tests {
             }
         }
         // The kept weights are the largest of each layer.
-        let dense = mlp(&device);
         let w = dense.hidden[0].weight.val().abs();
         let kept = pruned.hidden[0].weight.val().abs();
         let smallest_kept = kept

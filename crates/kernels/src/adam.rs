@@ -120,10 +120,9 @@ pub fn adam_step<const D: usize>(
     moments: Option<(Tensor<D>, Tensor<D>)>,
     step: AdamStep,
 ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
-    let shape = param.shape();
     let device = param.device();
     let (m1, m2) = moments.unwrap_or_else(|| {
-        let none = || Tensor::<1>::empty([0], &device).reshape(shape_of_empty::<D>());
+        let none = || Tensor::<D>::empty(shape_of_empty::<D>(), &device);
         (none(), none())
     });
     let (p, m1, m2) = <Dispatch as FusedAdamOps>::fused_adam(
@@ -133,8 +132,12 @@ pub fn adam_step<const D: usize>(
         m2.into_dispatch(),
         step,
     );
-    let out = |t| Tensor::<D>::from_dispatch(t).reshape(shape.clone());
-    (out(p), out(m1), out(m2))
+    // The op returns each tensor in `param`'s shape.
+    (
+        Tensor::from_dispatch(p),
+        Tensor::from_dispatch(m1),
+        Tensor::from_dispatch(m2),
+    )
 }
 
 /// A shape of rank `D` with no elements (the "no moments yet" placeholder).

@@ -15,7 +15,6 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -30,9 +29,9 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 }
 
 /// Shuffled batches of a training set, epoch by epoch (see the module's documentation).
-pub struct EpochLoader<I, O, B> {
+pub struct EpochLoader<I, O> {
     dataset: Arc<dyn Dataset<I>>,
-    batcher: Arc<B>,
+    batcher: Arc<dyn Batcher<I, O>>,
     batch_size: usize,
     seed: u64,
     device: Device,
@@ -41,19 +40,17 @@ pub struct EpochLoader<I, O, B> {
     /// The number of the epoch the next [`DataLoader::iter`] serves; shared by every copy of the loader
     /// that burn-train makes for its devices.
     next_epoch: Arc<AtomicUsize>,
-    _output: PhantomData<fn() -> O>,
 }
 
-impl<I, O, B> EpochLoader<I, O, B>
+impl<I, O> EpochLoader<I, O>
 where
     I: Send + Sync + 'static,
     O: Send + 'static,
-    B: Batcher<I, O> + 'static,
 {
     /// Batches of `batch_size` items of `dataset` on `device`, in an order drawn from `(seed, epoch)`;
     /// `first_epoch` is the number of the first epoch to serve (1, or one more than the checkpoint a run
     /// resumes from).
-    pub fn new<D: Dataset<I> + 'static>(
+    pub fn new<D: Dataset<I> + 'static, B: Batcher<I, O> + 'static>(
         dataset: D,
         batcher: B,
         batch_size: usize,
@@ -70,10 +67,10 @@ where
             device,
             range: (0, len),
             next_epoch: Arc::new(AtomicUsize::new(first_epoch)),
-            _output: PhantomData,
         }
     }
 
+    /// This loader on `device`, serving `range`, sharing the data and the epoch counter.
     fn copy(&self, device: Device, range: (usize, usize)) -> Self {
         Self {
             dataset: Arc::clone(&self.dataset),
@@ -83,16 +80,14 @@ where
             device,
             range,
             next_epoch: Arc::clone(&self.next_epoch),
-            _output: PhantomData,
         }
     }
 }
 
-impl<I, O, B> DataLoader<O> for EpochLoader<I, O, B>
+impl<I, O> DataLoader<O> for EpochLoader<I, O>
 where
     I: Send + Sync + 'static,
     O: Send + 'static,
-    B: Batcher<I, O> + 'static,
 {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
         let epoch = self.next_epoch.fetch_add(1, Ordering::SeqCst);
@@ -126,18 +121,18 @@ where
     }
 }
 
-/// One epoch's batches.
-struct EpochIter<'a, I, O, B> {
-    loader: &'a EpochLoader<I, O, B>,
+/// One epoch's batches. Written here because burn's batching iterator is private to burn-core and its
+/// loaders' iterators borrow the loader, which would have to outlive this epoch's call.
+struct EpochIter<'a, I, O> {
+    loader: &'a EpochLoader<I, O>,
     order: Vec<usize>,
     position: usize,
 }
 
-impl<I, O, B> Iterator for EpochIter<'_, I, O, B>
+impl<I, O> Iterator for EpochIter<'_, I, O>
 where
     I: Send + Sync + 'static,
     O: Send + 'static,
-    B: Batcher<I, O> + 'static,
 {
     type Item = Result<O, DatasetError>;
 
@@ -155,11 +150,10 @@ where
     }
 }
 
-impl<I, O, B> DataLoaderIterator<O> for EpochIter<'_, I, O, B>
+impl<I, O> DataLoaderIterator<O> for EpochIter<'_, I, O>
 where
     I: Send + Sync + 'static,
     O: Send + 'static,
-    B: Batcher<I, O> + 'static,
 {
     fn progress(&self) -> Progress {
         Progress {
@@ -192,7 +186,7 @@ mod tests {
             .collect()
     }
 
-    fn loader(first_epoch: usize) -> EpochLoader<usize, Vec<usize>, Ids> {
+    fn loader(first_epoch: usize) -> EpochLoader<usize, Vec<usize>> {
         let data = InMemDataset::new((0..50).collect::<Vec<usize>>());
         EpochLoader::new(data, Ids, 8, 11, Device::flex(), first_epoch)
     }

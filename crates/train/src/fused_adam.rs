@@ -16,15 +16,15 @@ use kiln_kernels::on_flex_f32;
 /// burn's default ε for Adam and AdamW (PyTorch's is 1e-8); Kiln's optimizers have always used it.
 const EPSILON: f32 = 1e-5;
 
-/// The decays and ε shared by both rules.
+/// The fused step's settings: the update rule (with its decay) and the moments' decays.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Moments {
+struct Kernel {
+    rule: Rule,
     beta_1: f32,
     beta_2: f32,
-    epsilon: f32,
 }
 
-impl Moments {
+impl Kernel {
     /// Whether the fused step applies: every tensor f32 on flex, and no AMSGrad maximum.
     fn applies<const D: usize>(
         tensor: &Tensor<D>,
@@ -40,7 +40,6 @@ impl Moments {
     /// The fused step. Takes every tensor by value, so that buffers nothing else holds are updated in place.
     fn fused<const D: usize>(
         &self,
-        rule: Rule,
         lr: LearningRate,
         tensor: Tensor<D>,
         grad: Tensor<D>,
@@ -49,11 +48,11 @@ impl Moments {
         let time = state.as_ref().map_or(0, |s| s.time) + 1;
         let moments = state.map(|s| (s.moment_1, s.moment_2));
         let step = AdamStep {
-            rule,
+            rule: self.rule,
             lr,
             beta_1: self.beta_1,
             beta_2: self.beta_2,
-            epsilon: self.epsilon,
+            epsilon: EPSILON,
             time,
         };
         let (param, moment_1, moment_2) = adam_step(tensor, grad, moments, step);
@@ -64,8 +63,7 @@ impl Moments {
 /// burn's `Adam` (coupled L2 decay, no AMSGrad), fused on flex.
 #[derive(Clone)]
 pub struct FusedAdam {
-    moments: Moments,
-    weight_decay: f32,
+    kernel: Kernel,
     burn: burn::optim::Adam,
 }
 
@@ -81,12 +79,11 @@ impl FusedAdam {
                     .then(|| burn::optim::decay::WeightDecayConfig::new(weight_decay)),
             );
         Self {
-            moments: Moments {
+            kernel: Kernel {
+                rule: Rule::Adam { weight_decay },
                 beta_1,
                 beta_2,
-                epsilon: EPSILON,
             },
-            weight_decay,
             burn: config.build(),
         }
     }
@@ -102,14 +99,11 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<AdamState<D>>,
     ) -> (Tensor<D>, Option<AdamState<D>>) {
-        let rule = Rule::Adam {
-            weight_decay: self.weight_decay,
-        };
-        if !Moments::applies(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
+        if !Kernel::applies(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
             return self.burn.step(lr, tensor, grad, state);
         }
         let momentum = state.map(|s| s.momentum);
-        let (param, momentum) = self.moments.fused(rule, lr, tensor, grad, momentum);
+        let (param, momentum) = self.kernel.fused(lr, tensor, grad, momentum);
         (param, Some(AdamState::new(momentum)))
     }
 
@@ -121,8 +115,7 @@ impl Optimizer for FusedAdam {
 /// burn's `AdamW` (decoupled decay, no AMSGrad, no cautious decay), fused on flex.
 #[derive(Clone)]
 pub struct FusedAdamW {
-    moments: Moments,
-    weight_decay: f32,
+    kernel: Kernel,
     burn: AdamW,
 }
 
@@ -135,12 +128,11 @@ impl FusedAdamW {
             .with_beta_2(beta_2)
             .with_weight_decay(weight_decay);
         Self {
-            moments: Moments {
+            kernel: Kernel {
+                rule: Rule::AdamW { weight_decay },
                 beta_1,
                 beta_2,
-                epsilon: EPSILON,
             },
-            weight_decay,
             burn: config.build(),
         }
     }
@@ -156,14 +148,11 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<AdamWState<D>>,
     ) -> (Tensor<D>, Option<AdamWState<D>>) {
-        let rule = Rule::AdamW {
-            weight_decay: self.weight_decay,
-        };
-        if !Moments::applies(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
+        if !Kernel::applies(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
             return self.burn.step(lr, tensor, grad, state);
         }
         let momentum = state.map(|s| s.momentum);
-        let (param, momentum) = self.moments.fused(rule, lr, tensor, grad, momentum);
+        let (param, momentum) = self.kernel.fused(lr, tensor, grad, momentum);
         (param, Some(AdamWState { momentum }))
     }
 
@@ -233,12 +222,12 @@ mod tests {
     #[allow(deprecated)] // ndarray stands for any backend without the fused step
     fn the_fused_step_is_taken_on_flex_and_only_there() {
         let flex = Tensor::<2>::ones([3, 2], &Device::flex());
-        assert!(Moments::applies(&flex, &flex, None));
+        assert!(Kernel::applies(&flex, &flex, None));
         let ndarray = Tensor::<2>::ones([3, 2], &Device::ndarray());
-        assert!(!Moments::applies(&ndarray, &ndarray, None));
+        assert!(!Kernel::applies(&ndarray, &ndarray, None));
         let mut amsgrad = AdaptiveMomentumState::new(1, flex.clone(), flex.clone());
         amsgrad.max_moment_2 = Some(flex.clone());
-        assert!(!Moments::applies(&flex, &flex, Some(&amsgrad)));
+        assert!(!Kernel::applies(&flex, &flex, Some(&amsgrad)));
     }
 
     #[test]
