@@ -140,28 +140,23 @@ impl KnowledgeGraph {
                 tail: entities.intern(t),
             })
             .collect();
-        let known = |split: &[[String; 3]], dropped: &mut usize| -> Vec<Triple> {
+        // A triple naming something unseen in training is dropped; the counts are what is missing.
+        let known = |split: &[[String; 3]]| -> Vec<Triple> {
             split
                 .iter()
                 .filter_map(|[h, r, t]| {
-                    let triple = match (entities.id(h), relations.id(r), entities.id(t)) {
-                        (Some(head), Some(relation), Some(tail)) => Some(Triple {
-                            head,
-                            relation,
-                            tail,
-                        }),
-                        _ => None,
-                    };
-                    if triple.is_none() {
-                        *dropped += 1;
-                    }
-                    triple
+                    Some(Triple {
+                        head: entities.id(h)?,
+                        relation: relations.id(r)?,
+                        tail: entities.id(t)?,
+                    })
                 })
                 .collect()
         };
-        let (mut dropped_valid, mut dropped_test) = (0, 0);
-        let valid = known(valid, &mut dropped_valid);
-        let test = known(test, &mut dropped_test);
+        let (kept_valid, kept_test) = (known(valid), known(test));
+        let (dropped_valid, dropped_test) =
+            (valid.len() - kept_valid.len(), test.len() - kept_test.len());
+        let (valid, test) = (kept_valid, kept_test);
         Self {
             entities,
             relations,

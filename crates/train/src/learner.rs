@@ -202,8 +202,9 @@ where
     }
     let dir = &options.dir;
     let checkpoint_dir = dir.join("checkpoint");
+    let autodiff = options.device.clone().autodiff();
     let wrapped = Regularized {
-        model: model.fork(&options.device.clone().autodiff()).train(),
+        model: model.fork(&autodiff).train(),
         penalty: config.regularization,
     };
     let resume_from = if options.resume {
@@ -229,7 +230,6 @@ where
         config.batch_size
     };
     let iters_per_epoch = train.len().div_ceil(batch_size);
-    let autodiff = options.device.clone().autodiff();
     // Each epoch's order and the device's random stream depend on (seed, epoch) alone, so a resumed run
     // trains its remaining epochs exactly as the uninterrupted run did.
     let train_loader: Arc<dyn DataLoader<M::Batch>> = Arc::new(EpochLoader::new(

@@ -347,11 +347,6 @@ fn invalid_configs_are_errors() {
     assert!(err.to_string().contains("epochs"), "{err}");
 }
 
-/// Options for the runs below (flex, quiet, no resume).
-fn quiet(dir: &Path) -> RunOptions {
-    options(dir, false)
-}
-
 #[test]
 fn fit_trains_a_character_language_model_on_token_batches() {
     let corpus = kiln_data::text::shakespeare().unwrap();
@@ -375,7 +370,7 @@ fn fit_trains_a_character_language_model_on_token_batches() {
         valid,
         kiln_data::TokenBatcher,
         &TrainingConfig::new(2, 32, 5e-3),
-        &quiet(dir.path()),
+        &options(dir.path(), false),
     )
     .unwrap();
     let valid_loss = out.history.series("valid", "loss");
@@ -405,7 +400,7 @@ fn fit_trains_knowledge_graph_embeddings_on_triple_batches() {
         kiln_data::TripleBatcher::new(entities, 10, 1),
         kiln_data::TripleBatcher::new(entities, 10, 2),
         &TrainingConfig::new(3, 256, 1e-2),
-        &quiet(dir.path()),
+        &options(dir.path(), false),
     )
     .unwrap();
     let loss = out.history.series("train", "loss");
