@@ -12,6 +12,7 @@ pub mod attention;
 pub mod conv;
 mod flex;
 pub mod gelu;
+pub mod kg;
 pub mod layer_norm;
 pub mod math;
 mod matmul;

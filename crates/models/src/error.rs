@@ -26,6 +26,18 @@ pub enum ModelError {
         /// burn's explanation.
         message: String,
     },
+    /// An id (of an entity, a relation, a token) outside the table it indexes.
+    #[error("{model}: {what} id {id} is outside the table of {size}")]
+    IdOutOfRange {
+        /// The model.
+        model: &'static str,
+        /// What the id names (`entity`, `relation`).
+        what: &'static str,
+        /// The id given.
+        id: i64,
+        /// The table's number of rows.
+        size: usize,
+    },
     /// A configuration that cannot build a model.
     #[error("invalid {model} config: {message}")]
     Config {
