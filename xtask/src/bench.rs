@@ -129,8 +129,8 @@ impl Supervised for BurnLstmClassifier {
 /// Runs warm-up then `steps` timed Adam steps; returns the last loss and the timed seconds.
 fn measure<M>(model: M, batches: &[M::Batch], steps: usize) -> (f32, f64)
 where
-    M: Supervised,
-    M::Batch: Clone,
+    M: Supervised + Send,
+    M::Batch: Clone + Sync + Send,
 {
     // The learner's Adam (burn's, fused into one pass per parameter on flex).
     let mut optim = kiln_train::OptimizerConfig::adam().init(None);
@@ -147,9 +147,11 @@ where
         // Reading the last loss waits for every queued operation to finish.
         (model, last.map_or(f32::NAN, |l| l.into_scalar::<f32>()))
     };
-    let (model, _) = run(WARMUP_STEPS, model);
+    // On the compute pool, as the learner runs its loop.
+    let mut go = |n: usize, model: M| kiln_train::compute_pool::on_compute_pool(|| run(n, model));
+    let (model, _) = go(WARMUP_STEPS, model);
     let started = Instant::now();
-    let (_, loss) = run(steps, model);
+    let (_, loss) = go(steps, model);
     (loss, started.elapsed().as_secs_f64())
 }
 const WARMUP_STEPS: usize = 20;

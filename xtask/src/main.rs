@@ -146,7 +146,15 @@ fn keep_freed_pages() {
 
 fn main() -> anyhow::Result<()> {
     keep_freed_pages();
-    match Cli::parse().task {
+    let task = Cli::parse().task;
+    // Every task (training, evaluation, decoding, benchmarks) runs on a worker of the compute pool, so the
+    // tensor ops it issues cost no futex round trip each (see `kiln_train::compute_pool`).
+    kiln_train::compute_pool::on_compute_pool(|| run(task))
+}
+
+/// Runs one task.
+fn run(task: Task) -> anyhow::Result<()> {
+    match task {
         Task::TrainAll {
             device,
             quick,

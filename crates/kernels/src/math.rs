@@ -46,6 +46,12 @@ pub fn tanh(x: f32) -> f32 {
 /// one division and [`exp`], no branch, where libm's `erff` is a call per element.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
+    erf_given_gauss(x, exp(-x * x))
+}
+
+/// [`erf`] of `x` given `gauss = e^(−x²)`, which [`gelu_grad`] also needs (one exponential, not two).
+#[inline(always)]
+fn erf_given_gauss(x: f32, gauss: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let mut p = 1.061_405_4_f32;
@@ -53,7 +59,7 @@ pub fn erf(x: f32) -> f32 {
     p = p * t + 1.421_413_7;
     p = p * t - 0.284_496_74;
     p = p * t + 0.254_829_6;
-    let y = 1.0 - p * t * exp(-a * a);
+    let y = 1.0 - p * t * gauss;
     y.copysign(x)
 }
 
@@ -70,8 +76,11 @@ pub fn gelu(x: f32) -> f32 {
 /// The derivative of [`gelu`]: `Φ(x) + x · φ(x)`.
 #[inline(always)]
 pub fn gelu_grad(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-    cdf + x * FRAC_1_SQRT_2PI * exp(-0.5 * x * x)
+    // φ(x)·√(2π) = e^(−x²/2) = e^(−z²) for the z = x/√2 that erf takes.
+    let z = x * FRAC_1_SQRT_2;
+    let gauss = exp(-z * z);
+    let cdf = 0.5 * (1.0 + erf_given_gauss(z, gauss));
+    cdf + x * FRAC_1_SQRT_2PI * gauss
 }
 
 #[cfg(test)]

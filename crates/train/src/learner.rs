@@ -1,6 +1,7 @@
 //! `fit`: train a [`Supervised`] model with burn-train's `SupervisedTraining`, plus what Kiln adds around
 //! it (regularisation, per-epoch CSV and curves, NaN detection, resume checks, best-epoch restore).
 
+use crate::compute_pool::on_compute_pool;
 use crate::epoch_loader::EpochLoader;
 use crate::history::{Divergence, EpochCsvLogger, History};
 use crate::renderer::QuietRenderer;
@@ -258,41 +259,44 @@ where
         Dashboard::Quiet => false,
     };
     let divergence = Arc::new(Mutex::new(Divergence::default()));
-    let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
-        .num_epochs(config.epochs)
-        .with_default_checkpointers()
-        .with_application_logger(None)
-        .label(&options.label);
-    let interrupter = training.interrupter();
-    training = training
-        .with_metric_logger(FileMetricLogger::new(dir))
-        .with_metric_logger(EpochCsvLogger::new(
-            dir.join("metrics.csv"),
-            resume_from,
-            print_lines,
-            options.label.clone(),
-            interrupter,
-            divergence.clone(),
-        )?);
-    training = <M::Output as LearnerOutput>::register_metrics(training);
-    if !(options.dashboard == Dashboard::Auto && terminal) {
-        training = training.renderer(Box::new(QuietRenderer));
-    }
-    if let Some(patience) = config.early_stopping_patience {
-        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
-            &LossMetric::new(),
-            Aggregate::Mean,
-            Direction::Lowest,
-            Split::Valid,
-            StoppingCondition::NoImprovementSince { n_epochs: patience },
-        ));
-    }
-    if let Some(epoch) = resume_from {
-        training = training.checkpoint(epoch);
-    }
-
     let started = Instant::now();
-    let result = training.launch(Learner::new(wrapped, optimizer, scheduler));
+    // burn-train's loop runs on a worker of the compute pool, so each parallel op costs no futex round trip
+    // (see `compute_pool`); burn-train's builder is not `Send`, so it is built there too.
+    let result = on_compute_pool(|| {
+        let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
+            .num_epochs(config.epochs)
+            .with_default_checkpointers()
+            .with_application_logger(None)
+            .label(&options.label);
+        let interrupter = training.interrupter();
+        training = training
+            .with_metric_logger(FileMetricLogger::new(dir))
+            .with_metric_logger(EpochCsvLogger::new(
+                dir.join("metrics.csv"),
+                resume_from,
+                print_lines,
+                options.label.clone(),
+                interrupter,
+                divergence.clone(),
+            )?);
+        training = <M::Output as LearnerOutput>::register_metrics(training);
+        if !(options.dashboard == Dashboard::Auto && terminal) {
+            training = training.renderer(Box::new(QuietRenderer));
+        }
+        if let Some(patience) = config.early_stopping_patience {
+            training = training.early_stopping(MetricEarlyStoppingStrategy::new(
+                &LossMetric::new(),
+                Aggregate::Mean,
+                Direction::Lowest,
+                Split::Valid,
+                StoppingCondition::NoImprovementSince { n_epochs: patience },
+            ));
+        }
+        if let Some(epoch) = resume_from {
+            training = training.checkpoint(epoch);
+        }
+        Ok::<_, TrainError>(training.launch(Learner::new(wrapped, optimizer, scheduler)))
+    })?;
     let train_seconds = started.elapsed().as_secs_f64();
 
     if let Some((epoch, split, value)) = divergence.lock().ok().and_then(|d| d.non_finite.clone()) {

@@ -12,10 +12,11 @@
 //! - [`evaluate`]: test-set scores (accuracy, RMSE, R²); [`bleu`]: corpus BLEU as sacreBLEU computes it;
 //! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves;
 //! - [`report`]: the `report.json` schema shared by `cargo xtask train-all` and `train`;
-//! - [`device`]: the run-time choice of backend.
+//! - [`device`]: the run-time choice of backend; [`compute_pool`]: training loops run on rayon's pool.
 #![warn(missing_docs)]
 
 pub mod bleu;
+pub mod compute_pool;
 pub mod curves;
 pub mod device;
 pub mod epoch_loader;
