@@ -106,9 +106,9 @@ multiversion! {
         }
         let tail = row.len() - rows.remainder().len();
         let mut best = lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        for j in tail..row.len() {
+        for (j, &v) in row.iter().enumerate().skip(tail) {
             if blocked.get(j).is_none_or(|&m| m == 0.0) {
-                best = best.max(row[j]);
+                best = best.max(v);
             }
         }
         *max = best;
