@@ -1,5 +1,8 @@
 //! Train the CNN on MNIST with on-the-fly augmentation, score it, save it, load it back and predict.
 //!
+//! The minimal hand-written version, calling the library crates directly: it does not use the recipe
+//! `cnn-mnist-augmented` that `cargo xtask train-all` runs (`cargo xtask recipes --show NAME` prints it).
+//!
 //! `cargo run --release --example cnn` (two epochs, a couple of minutes on 2 cores; `-- 8` for eight).
 
 use burn::data::dataloader::batcher::Batcher;

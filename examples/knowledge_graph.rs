@@ -1,6 +1,9 @@
 //! Build the Kinships knowledge graph from its triple files, print its statistics, train TransE with
 //! negative sampling, and score filtered link prediction (MRR, Hits@1/3/10) on the test triples.
 //!
+//! The minimal hand-written version, calling the library crates directly: it does not use the recipe
+//! `transe-kinships` that `cargo xtask train-all` runs (`cargo xtask recipes --show NAME` prints it).
+//!
 //! `cargo run --release --example knowledge_graph` (50 epochs, under a minute on 2 cores; `-- 200` for the
 //! train-all setting).
 

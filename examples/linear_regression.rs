@@ -1,6 +1,9 @@
 //! Linear regression on the diabetes data with full-batch gradient descent: train, score against the
 //! closed-form least-squares fit, save, load, predict.
 //!
+//! The minimal hand-written version, calling the library crates directly: it does not use the recipe
+//! `linear_regression-diabetes` that `cargo xtask train-all` runs (`cargo xtask recipes --show NAME` prints it).
+//!
 //! `cargo run --release --example linear_regression`
 
 use burn::data::dataloader::batcher::Batcher;
@@ -8,7 +11,7 @@ use kiln::data::split::train_valid_test_split;
 use kiln::data::{Standardizer, TabularBatcher, tabular};
 use kiln::models::LinearRegressionConfig;
 use kiln::models::persist::{load_weights, save_weights};
-use kiln::ols;
+use kiln::recipes::ols;
 use kiln::train::{
     Dashboard, DeviceChoice, OptimizerConfig, RunOptions, TrainingConfig, evaluate_dataset, fit,
 };

@@ -1,5 +1,8 @@
 //! Multinomial logistic regression on MNIST: train, score, save, load, predict.
 //!
+//! The minimal hand-written version, calling the library crates directly: it does not use the recipe
+//! `logistic_regression-mnist` that `cargo xtask train-all` runs (`cargo xtask recipes --show NAME` prints it).
+//!
 //! `cargo run --release --example logistic_regression`
 
 use burn::data::dataloader::batcher::Batcher;

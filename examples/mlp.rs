@@ -1,5 +1,8 @@
 //! Train an MLP on MNIST, score it, save it, load it back and predict.
 //!
+//! The minimal hand-written version, calling the library crates directly: it does not use the recipe
+//! `mlp-mnist` that `cargo xtask train-all` runs (`cargo xtask recipes --show NAME` prints it).
+//!
 //! `cargo run --release --example mlp` (about a minute on 2 cores; `-- 10` for ten epochs).
 
 use burn::data::dataloader::batcher::Batcher;

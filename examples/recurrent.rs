@@ -1,6 +1,10 @@
 //! Train an LSTM on sequential MNIST (each image read as 28 steps of 28 pixels) and a GRU character
 //! language model on Shakespeare; score them, save and reload the LSTM, predict, and generate text.
 //!
+//! The minimal hand-written version, calling the library crates directly: it does not use the recipes
+//! `lstm-seq_mnist` and `gru-shakespeare` that `cargo xtask train-all` runs (`cargo xtask recipes --show
+//! NAME` prints them).
+//!
 //! `cargo run --release --example recurrent` (one epoch of each, a few minutes on 2 cores; `-- 4` for four).
 
 use burn::data::dataloader::batcher::Batcher;

@@ -2,6 +2,9 @@
 //! Reina-Valera 1909, the test books held out), score it by BLEU, save and reload it, and translate a few
 //! test verses greedily and by beam search.
 //!
+//! The minimal hand-written version, calling the library crates directly: it does not use the recipe
+//! `transformer_seq2seq-kjv_rv1909` that `cargo xtask train-all` runs (`cargo xtask recipes --show NAME` prints it).
+//!
 //! `cargo run --release --example transformer` (3,000 training pairs, two epochs, a couple of minutes on 2
 //! cores; `-- 10` for ten epochs). `cargo xtask train --model transformer_seq2seq` trains on every pair.
 

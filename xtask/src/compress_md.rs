@@ -1,6 +1,6 @@
 //! `reports/compress/report.md`, `report.json` and the accuracy-versus-size plot.
 
-use kiln::compression::{CompressRecord, CompressReport};
+use kiln::recipes::compression::{CompressRecord, CompressReport};
 use kiln::train::DeviceChoice;
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,15 +1,16 @@
-//! Kiln's tasks: `cargo xtask train-all`, `cargo xtask train`, `cargo xtask bench`.
+//! Kiln's tasks: `cargo xtask train-all`, `cargo xtask train`, `cargo xtask recipes`, `cargo xtask compress`,
+//! `cargo xtask bench`.
 
 mod bench;
 mod compress_md;
 mod report_md;
 mod vs_pytorch;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use kiln::compression::ReportPart;
-use kiln::data::{CharCorpus, ImageFolder, Table, tabular};
-use kiln::recipes::{self, ModelName, RunSettings, RunSummary};
+use kiln::recipes::compression::ReportPart;
+use kiln::recipes::registry::{self, DataKind};
+use kiln::recipes::{self, DataSource, Hyper, ModelName, Recipe, RunSettings, RunSummary};
 use kiln::train::{Dashboard, DeviceChoice, Report};
 use std::path::{Path, PathBuf};
 
@@ -29,7 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Train every model on its real dataset; write reports/train-all/report.{md,json} and the curves.
+    /// Train every model on its real dataset (every recipe of the registry); write
+    /// reports/train-all/report.{md,json}, runs.json and the curves.
     TrainAll {
         /// flex, ndarray or wgpu (default: the CPU default, flex).
         #[arg(long)]
@@ -43,22 +45,30 @@ enum Task {
         /// Print one line per epoch instead of burn's terminal dashboard.
         #[arg(long)]
         lines: bool,
+        /// Run only these recipes (comma-separated registry names, see `cargo xtask recipes`); their rows
+        /// and sections replace those of the report already in `--out`.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
-    /// Train one model, on the vendored data or on your own IDX folder / CSV or TSV file.
+    /// Train one model, on the vendored data or on your own IDX folder / CSV or TSV file / text file /
+    /// sentence-pair file / triple folder; or rerun a saved recipe.
     Train {
-        /// linear_regression, logistic_regression, mlp, cnn, rnn, gru, lstm, transe or distmult.
+        #[arg(long, help = registry::model_help(), required_unless_present = "recipe", conflicts_with = "recipe")]
+        model: Option<String>,
+        /// A recipe file to run (every run folder holds its recipe as `recipe.json`; `cargo xtask recipes
+        /// --show NAME` prints a shipped one to start from).
         #[arg(long)]
-        model: String,
+        recipe: Option<PathBuf>,
         /// IDX folder (the four {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] files) for classifiers
         /// (rnn/gru/lstm read the images row by row); a UTF-8 text file (gzipped or not) for an rnn/gru/lstm
-        /// character language model; a folder of {train,valid,test}.txt triple files (or the name of a
-        /// vendored graph: kinships, umls, nations) for transe/distmult; CSV/TSV file with a header for
-        /// linear_regression. Default: the vendored MNIST (sequential MNIST for rnn/gru/lstm) / Kinships /
-        /// diabetes data.
+        /// or transformer_lm character language model; a sentence-pair file for transformer_seq2seq and
+        /// copy_source; a folder of {train,valid,test}.txt triple files (or the name of a vendored graph:
+        /// kinships, umls, nations) for transe/distmult; CSV/TSV file with a header for linear_regression.
+        /// Default: the recipe's vendored data.
         #[arg(long)]
         dataset: Option<PathBuf>,
         /// Target column of a CSV/TSV file (default: the last column).
-        #[arg(long)]
+        #[arg(long, requires = "dataset")]
         target: Option<String>,
         /// Number of epochs (default: the recipe's).
         #[arg(long)]
@@ -81,6 +91,12 @@ enum Task {
         /// Print one line per epoch instead of burn's terminal dashboard.
         #[arg(long)]
         lines: bool,
+    },
+    /// List the registry's recipes (what train-all runs), or print one as JSON.
+    Recipes {
+        /// Print this recipe as JSON (a file for `cargo xtask train --recipe`).
+        #[arg(long)]
+        show: Option<String>,
     },
     /// Prune, quantize and distil the MNIST MLP and CNN; write reports/compress/report.{md,json} and a plot.
     Compress {
@@ -160,9 +176,11 @@ fn run(task: Task) -> anyhow::Result<()> {
             quick,
             out,
             lines,
-        } => train_all(parse_device(device)?, quick, &out, dashboard(lines)),
+            only,
+        } => train_all(parse_device(device)?, quick, &out, dashboard(lines), &only),
         Task::Train {
             model,
+            recipe,
             dataset,
             target,
             epochs,
@@ -173,47 +191,74 @@ fn run(task: Task) -> anyhow::Result<()> {
             augment,
             lines,
         } => {
-            let model: ModelName = model.parse()?;
-            let device = parse_device(device)?;
-            let name = match (&dataset, model) {
-                (Some(path), _) => recipes::dataset_name(path),
-                (None, ModelName::LinearRegression) => "diabetes".into(),
-                (None, ModelName::TransformerLm) => "shakespeare".into(),
-                (None, m) if m.translates() => "kjv_rv1909".into(),
-                (None, m) if m.reads_rows() => "seq_mnist".into(),
-                (None, m) if m.kg_scorer().is_some() => "kinships".into(),
-                (None, _) => "mnist".into(),
+            let mut recipe = match (recipe, model) {
+                (Some(file), _) => Recipe::load(&file)?,
+                (None, Some(model)) => {
+                    let model: ModelName = model.parse()?;
+                    let kind = match &dataset {
+                        None => DataKind::Default,
+                        Some(path) if path.is_file() => DataKind::File,
+                        Some(_) => DataKind::Folder,
+                    };
+                    registry::for_model(model, kind).with_context(|| {
+                        format!("no recipe trains {} on this data", model.as_str())
+                    })?
+                }
+                (None, None) => bail!("give --model M or --recipe FILE.json"),
             };
+            if let Some(path) = dataset {
+                recipe.dataset = match recipe.hyper {
+                    // A bare name of a vendored graph (an unknown one is a missing-folder error).
+                    Hyper::KgEmbedding { .. } if !path.is_dir() => {
+                        DataSource::Vendored(recipes::dataset_name(&path))
+                    }
+                    _ => DataSource::Path { path, target },
+                };
+                recipe.name = format!("{}-{}", recipe.model.as_str(), recipe.dataset_name());
+            }
+            if let Some(epochs) = epochs {
+                recipe.training.epochs = epochs;
+                recipe.quick.epochs = epochs;
+            }
+            recipe.smoke |= quick;
+            if augment && !recipe.augment {
+                recipe.augment = true;
+                recipe.name.push_str("-augmented");
+            }
+            recipe.check()?;
             let out = out.unwrap_or_else(|| {
-                PathBuf::from(format!("reports/train/{}-{name}", model.as_str()))
+                PathBuf::from(format!(
+                    "reports/train/{}-{}",
+                    recipe.model.as_str(),
+                    recipe.dataset_name()
+                ))
             });
-            let settings = RunSettings {
-                device,
-                run_dir: out.clone(),
-                epochs,
-                quick,
-                dashboard: dashboard(lines),
+            let settings = RunSettings::for_recipe(
+                &recipe,
+                parse_device(device)?,
+                out.clone(),
+                dashboard(lines),
                 resume,
-                seed: 42,
-                augment,
-            };
-            let summary = run_one(
-                model,
-                dataset.as_deref(),
-                target.as_deref(),
-                &name,
-                &settings,
-            )?;
+            );
+            let summary = recipes::run(&recipe, &settings)?;
             print_summary(&summary);
             Report {
                 runs: summary.records(),
             }
             .write(&out.join("report.json"))?;
             println!(
-                "wrote {} and {}",
+                "wrote {}, {} and {}",
                 out.join("report.json").display(),
+                out.join("recipe.json").display(),
                 summary.curves().display()
             );
+            Ok(())
+        }
+        Task::Recipes { show } => {
+            match show {
+                Some(name) => println!("{}", registry::find(&name)?.to_json()),
+                None => print!("{}", recipes_table()),
+            }
             Ok(())
         }
         Task::Compress {
@@ -240,16 +285,16 @@ fn run(task: Task) -> anyhow::Result<()> {
                 augment: false,
             };
             let started = std::time::Instant::now();
-            let mut report = kiln::compression::compress_all(&settings, &parts)?;
+            let mut report = kiln::recipes::compression::compress_all(&settings, &parts)?;
             // A partial run updates its rows of the existing report.
             let existing = out.join("report.json");
             if parts.len() < ReportPart::ALL.len() && existing.is_file() {
                 let text = std::fs::read_to_string(&existing)
                     .with_context(|| existing.display().to_string())?;
-                let old: kiln::compression::CompressReport = serde_json::from_str(&text)
+                let old: kiln::recipes::compression::CompressReport = serde_json::from_str(&text)
                     .with_context(|| {
-                        format!("{} is not a compression report", existing.display())
-                    })?;
+                    format!("{} is not a compression report", existing.display())
+                })?;
                 report = old.merged(report, &parts);
             }
             compress_md::write(
@@ -323,113 +368,6 @@ fn parse_device(device: Option<String>) -> anyhow::Result<DeviceChoice> {
     })
 }
 
-/// Runs one recipe on the given (or vendored) data.
-fn run_one(
-    model: ModelName,
-    dataset: Option<&Path>,
-    target: Option<&str>,
-    name: &str,
-    settings: &RunSettings,
-) -> anyhow::Result<RunSummary> {
-    match model {
-        ModelName::LinearRegression => {
-            let data = match dataset {
-                None => tabular::diabetes()?,
-                Some(path) => {
-                    let table = Table::read(path)?;
-                    let target = match target {
-                        Some(t) => t.to_string(),
-                        None => table
-                            .columns
-                            .last()
-                            .cloned()
-                            .context("table has no columns")?,
-                    };
-                    table.regression(&target)?
-                }
-            };
-            recipes::linear_regression(&data, name, settings)
-        }
-        m if m.kg_scorer().is_some() => {
-            let graph = match dataset {
-                Some(path) if path.is_dir() => kiln::data::KnowledgeGraph::load(path)?,
-                // A bare name: one of the vendored graphs (an unknown name is a missing-folder error).
-                _ => kiln::data::kg::vendored(name)?,
-            };
-            recipes::kg_embedding(model, &graph, name, settings)
-        }
-        m if m.translates() => {
-            let corpus = match dataset {
-                Some(path) => kiln::data::ParallelCorpus::load(path)?,
-                None => kiln::data::parallel::kjv_rv1909()?,
-            };
-            if m == ModelName::CopySource {
-                recipes::copy_source(&corpus, name, settings)
-            } else {
-                recipes::translation(&corpus, name, settings)
-            }
-        }
-        ModelName::TransformerLm if dataset.is_none() => {
-            let corpus = kiln::data::text::shakespeare()?;
-            recipes::char_language_model(model, &corpus, name, settings)
-        }
-        m if m == ModelName::TransformerLm
-            || (m.cell().is_some() && dataset.is_some_and(Path::is_file)) =>
-        {
-            let path = dataset.context("a text file")?;
-            let corpus = CharCorpus::load(path, 0.9, 0.05)?;
-            recipes::char_language_model(model, &corpus, name, settings)
-        }
-        _ => {
-            let folder = match dataset {
-                None => ImageFolder::mnist()?,
-                Some(path) => ImageFolder::load(path)?,
-            };
-            recipes::image_classifier(model, &folder, name, settings)
-        }
-    }
-}
-
-/// One run of `train-all`.
-struct PlannedRun {
-    model: ModelName,
-    dataset: &'static str,
-    augment: bool,
-}
-
-/// What `train-all` runs, in report order: each model on its dataset; the CNN with and without
-/// augmentation (the ablation); the recurrent models on sequential MNIST and on Shakespeare.
-fn train_all_plan() -> Vec<PlannedRun> {
-    let run = |model, dataset, augment| PlannedRun {
-        model,
-        dataset,
-        augment,
-    };
-    let mut plan = vec![
-        run(ModelName::LinearRegression, "diabetes", false),
-        run(ModelName::LogisticRegression, "mnist", false),
-        run(ModelName::Mlp, "mnist", false),
-        run(ModelName::Cnn, "mnist", true),
-        run(ModelName::Cnn, "mnist", false),
-    ];
-    for (dataset, transformer) in [
-        ("seq_mnist", ModelName::TransformerEncoder),
-        ("shakespeare", ModelName::TransformerLm),
-    ] {
-        for model in [ModelName::Rnn, ModelName::Gru, ModelName::Lstm, transformer] {
-            plan.push(run(model, dataset, false));
-        }
-    }
-    plan.push(run(ModelName::TransformerSeq2Seq, "kjv_rv1909", false));
-    plan.push(run(ModelName::CopySource, "kjv_rv1909", false));
-    for dataset in ["kinships", "umls"] {
-        for model in [ModelName::TransE, ModelName::DistMult] {
-            plan.push(run(model, dataset, false));
-        }
-    }
-    plan
-}
-
 fn print_summary(s: &RunSummary) {
     let r = &s.record;
     println!(
@@ -444,49 +382,88 @@ fn print_summary(s: &RunSummary) {
     }
 }
 
+/// The registry as a table: name, model, data, epochs, batch, learning rate, the bar.
+fn recipes_table() -> String {
+    let mut out = String::from("recipe | model | dataset | epochs | batch | lr | bar\n");
+    for r in registry::recipes() {
+        let bar = match &r.target {
+            recipes::Target::None => "—".to_string(),
+            recipes::Target::Reported { text }
+            | recipes::Target::AtLeast { text, .. }
+            | recipes::Target::AtMost { text, .. }
+            | recipes::Target::BesidePeer { text, .. } => text.clone(),
+            recipes::Target::NearReference {
+                relative,
+                reference,
+            } => format!("within {}% of {reference}", 100.0 * relative),
+            recipes::Target::BelowPeerAtEqualTime { peer, .. } => {
+                format!("below {peer} at equal training time")
+            }
+            recipes::Target::AbovePeer { peer, .. } => format!("above {peer}"),
+        };
+        out.push_str(&format!(
+            "{} | {} | {} | {} | {} | {} | {bar}\n",
+            r.name,
+            r.model.as_str(),
+            r.dataset_name(),
+            r.training.epochs,
+            r.training.batch_size,
+            r.training.lr
+        ));
+    }
+    out
+}
+
+/// Runs the registry's recipes (or those named in `only`, merged into the report already in `out`).
 fn train_all(
     device: DeviceChoice,
     quick: bool,
     out: &Path,
     dashboard: Dashboard,
+    only: &[String],
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let run_root = PathBuf::from("runs/train-all");
+    let mut plan = registry::recipes();
+    if !only.is_empty() {
+        for name in only {
+            registry::find(name)?;
+        }
+        plan.retain(|r| only.contains(&r.name));
+    }
+    // A partial run merges into the existing report: refuse before training if there is none to merge into.
+    let previous = if only.is_empty() {
+        None
+    } else {
+        Some(report_md::TrainAllRuns::read(out, quick)?)
+    };
     let mut summaries = Vec::new();
-    let shakespeare = kiln::data::text::shakespeare()?;
-    for PlannedRun {
-        model,
-        dataset,
-        augment,
-    } in train_all_plan()
-    {
-        let settings = RunSettings {
+    for mut recipe in plan {
+        recipe.smoke = quick;
+        let settings = RunSettings::for_recipe(
+            &recipe,
             device,
-            run_dir: run_root.join(format!(
-                "{}-{dataset}{}",
-                model.as_str(),
-                if augment { "-augmented" } else { "" }
-            )),
-            epochs: None,
-            quick,
+            run_root.join(&recipe.name),
             dashboard,
-            resume: false,
-            seed: 42,
-            augment,
-        };
-        println!("== {} on {dataset} ({device})", model.as_str());
-        let summary = if dataset == "shakespeare" {
-            recipes::char_language_model(model, &shakespeare, dataset, &settings)?
-        } else {
-            run_one(model, None, None, dataset, &settings)?
-        };
+            false,
+        );
+        println!(
+            "== {} on {} ({device})",
+            recipe.model.as_str(),
+            recipe.dataset_name()
+        );
+        let summary = recipes::run(&recipe, &settings)?;
         print_summary(&summary);
         summaries.push(summary);
     }
-    let total = started.elapsed().as_secs_f64();
-    report_md::write(out, &summaries, device, quick, total)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let runs = match previous {
+        None => report_md::TrainAllRuns::full(summaries, device, quick, seconds),
+        Some(previous) => previous.merged(summaries, seconds),
+    };
+    report_md::write(out, &runs)?;
     println!(
-        "train-all took {total:.0} s; wrote {}/report.md and report.json",
+        "train-all took {seconds:.0} s; wrote {}/report.md, report.json and runs.json",
         out.display()
     );
     Ok(())

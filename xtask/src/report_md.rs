@@ -1,111 +1,97 @@
 //! `reports/train-all/report.md` and `report.json`.
 
-use kiln::recipes::RunSummary;
+use anyhow::{Context, bail};
+use kiln::recipes::{RunSummary, registry};
 use kiln::train::{DeviceChoice, Report};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The bar each run is held to (from the issues), and whether it was met; `runs` are the report's runs, for
-/// bars set by another model's result.
-fn target(s: &RunSummary, runs: &[RunSummary]) -> (String, Option<bool>) {
-    let r = &s.record;
-    let peer = |model: &str| {
-        runs.iter()
-            .map(|p| &p.record)
-            .find(|p| p.model == model && p.dataset == r.dataset)
-    };
-    match (r.model.as_str(), r.dataset.as_str()) {
-        ("transformer_lm", "shakespeare") => match peer("lstm") {
-            // The issue's aim: beat the LSTM at equal training time (within 10% of its seconds).
-            Some(lstm) => (
-                format!(
-                    "< the LSTM's {:.4} nats/char at equal training time (LSTM {:.0} s, this {:.0} s)",
-                    lstm.value, lstm.train_seconds, r.train_seconds
-                ),
-                Some(r.value < lstm.value && r.train_seconds <= 1.1 * lstm.train_seconds),
-            ),
-            None => (
-                "beat the LSTM at equal training time (no LSTM run here)".into(),
-                None,
-            ),
-        },
-        ("transformer_seq2seq", _) => match peer("copy_source") {
-            Some(copy) => (
-                format!(
-                    "above the copy-the-source baseline's {:.2} BLEU",
-                    copy.value
-                ),
-                Some(r.value > copy.value),
-            ),
-            None => ("above the copy-the-source baseline".into(), None),
-        },
-        ("copy_source", _) => ("the baseline translation is held against".into(), None),
-        ("transe", "kinships") => (
-            "published MRR ≈ 0.53, Hits@10 ≈ 0.84 (Lin et al. 2018)".into(),
-            None,
-        ),
-        ("distmult", "kinships") => (
-            "published MRR 0.614, Hits@10 0.904 (Lin et al. 2018)".into(),
-            None,
-        ),
-        ("transe", "umls") => ("published Hits@10 ≈ 0.99".into(), None),
-        ("transformer_encoder", "seq_mnist") => (
-            match peer("lstm") {
-                Some(lstm) => format!(
-                    "reported beside the recurrent models (LSTM {:.2}%)",
-                    100.0 * lstm.value
-                ),
-                None => "reported beside the recurrent models".into(),
-            },
-            None,
-        ),
-        ("linear_regression", "diabetes") => match s.reference {
-            Some(closed) => {
-                let gap = (r.value - closed).abs() / closed.abs();
-                (
-                    format!(
-                        "within 1% of closed-form R² {closed:.4} (gap {:.2}%)",
-                        100.0 * gap
-                    ),
-                    Some(gap <= 0.01),
-                )
-            }
-            None => ("within 1% of closed-form R²".into(), None),
-        },
-        ("logistic_regression", "mnist") => {
-            ("≥ 92.0% (published ≈ 92%)".into(), Some(r.value >= 0.92))
+/// The runs of a `train-all` report, as `runs.json` keeps them so that `--only` can rerun some and merge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainAllRuns {
+    /// The device the runs trained on.
+    pub device: String,
+    /// Whether these are smoke runs.
+    pub quick: bool,
+    /// Seconds of the last full run.
+    pub full_run_seconds: f64,
+    /// Recipes rerun since the full run (`--only`), with their seconds, oldest first.
+    #[serde(default)]
+    pub reruns: Vec<(Vec<String>, f64)>,
+    /// Every run's summary, in registry order.
+    pub runs: Vec<RunSummary>,
+}
+
+impl TrainAllRuns {
+    /// The runs of a full `train-all`.
+    pub fn full(runs: Vec<RunSummary>, device: DeviceChoice, quick: bool, seconds: f64) -> Self {
+        Self {
+            device: device.to_string(),
+            quick,
+            full_run_seconds: seconds,
+            reruns: Vec::new(),
+            runs,
         }
-        ("cnn", "mnist") => (
-            "≥ 99.2% (LeNet-5: 99.05–99.2%)".into(),
-            Some(r.value >= 0.992),
-        ),
-        ("lstm" | "gru", "seq_mnist") => (
-            "≥ 98.0% (LSTM over rows ≥ 98%)".into(),
-            Some(r.value >= 0.98),
-        ),
-        ("rnn", "seq_mnist") => ("reported beside the LSTM and GRU".into(), None),
-        ("lstm", "shakespeare") => (
-            "≤ 1.6 nats/char (nanoGPT, 1.1 MB subset: 1.47 GPU, 1.88 small CPU config)".into(),
-            Some(r.value <= 1.6),
-        ),
-        ("rnn" | "gru", "shakespeare") => ("reported beside the LSTM".into(), None),
-        ("mlp", "mnist") => (
-            "≥ 98.0% (784-800-10: 98.4%, Simard 2003)".into(),
-            Some(r.value >= 0.98),
-        ),
-        _ => ("—".into(), None),
+    }
+
+    /// The runs kept in `out/runs.json`, refused where they are missing or of the other kind (smoke or
+    /// full) than `quick` asks for: merging the two would mix smoke figures into results.
+    pub fn read(out: &Path, quick: bool) -> anyhow::Result<Self> {
+        let path = out.join("runs.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: --only merges into an existing train-all report; run `cargo xtask train-all{}` first",
+                path.display(),
+                if quick { " --quick" } else { "" }
+            )
+        })?;
+        let runs: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a train-all run list", path.display()))?;
+        if runs.quick != quick {
+            bail!(
+                "{} holds {} runs; rerun with{} --quick, or write elsewhere with --out",
+                path.display(),
+                if runs.quick { "smoke" } else { "full" },
+                if runs.quick { "" } else { "out" }
+            );
+        }
+        Ok(runs)
+    }
+
+    /// These runs with `new` in place of the runs of the same recipes, in registry order.
+    pub fn merged(mut self, new: Vec<RunSummary>, seconds: f64) -> Self {
+        let names: Vec<String> = new.iter().map(|s| s.recipe.clone()).collect();
+        self.runs.retain(|s| !names.contains(&s.recipe));
+        self.runs.extend(new);
+        let order: Vec<String> = registry::recipes().into_iter().map(|r| r.name).collect();
+        let rank = |s: &RunSummary| {
+            order
+                .iter()
+                .position(|n| *n == s.recipe)
+                .unwrap_or(order.len())
+        };
+        self.runs.sort_by_key(rank);
+        self.reruns.push((names, seconds));
+        self
+    }
+}
+
+/// The bar a run is held to (its recipe's), and whether it was met.
+fn target(s: &RunSummary, runs: &[RunSummary]) -> (String, Option<bool>) {
+    match registry::find(&s.recipe) {
+        Ok(recipe) => recipe.target.judge(s, runs),
+        Err(_) => ("—".into(), None),
     }
 }
 
 /// Writes the JSON and Markdown reports and copies each run's curves next to them.
-pub fn write(
-    out: &Path,
-    runs: &[RunSummary],
-    device: DeviceChoice,
-    quick: bool,
-    total_seconds: f64,
-) -> anyhow::Result<()> {
+pub fn write(out: &Path, all: &TrainAllRuns) -> anyhow::Result<()> {
+    let runs = &all.runs[..];
+    let quick = all.quick;
+    let device = &all.device;
     std::fs::create_dir_all(out.join("curves"))?;
+    kiln::core::files::write_atomic(out.join("runs.json"), serde_json::to_string_pretty(all)?)?;
     Report {
         runs: runs.iter().flat_map(|s| s.records()).collect(),
     }
@@ -116,14 +102,22 @@ pub fn write(
     writeln!(
         md,
         "Written by `cargo xtask train-all{}{}`. Device `{device}`; {} CPU threads available; \
-         the whole run took {total_seconds:.0} s.\n",
-        if device == DeviceChoice::cpu_default()? {
+         the whole run took {:.0} s.{}\n",
+        if *device == DeviceChoice::cpu_default()?.to_string() {
             String::new()
         } else {
             format!(" --device {device}")
         },
         if quick { " --quick" } else { "" },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        all.full_run_seconds,
+        all.reruns
+            .iter()
+            .map(|(names, seconds)| format!(
+                " Rerun since with `--only {}` ({seconds:.0} s).",
+                names.join(",")
+            ))
+            .collect::<String>(),
     )?;
     if quick {
         writeln!(
@@ -176,11 +170,7 @@ pub fn write(
     writeln!(md)?;
     for s in runs {
         let r = &s.record;
-        let suffix = match r.variant.as_deref() {
-            Some(v) if v.contains("augmented") && !v.contains("no_") => "-augmented",
-            _ => "",
-        };
-        let name = format!("{}-{}{suffix}", r.model, r.dataset);
+        let name = &s.recipe;
         let variant = r
             .variant
             .as_ref()
@@ -193,9 +183,12 @@ pub fn write(
         for (title, text) in &s.texts {
             writeln!(md, "\n{title}:\n\n```text\n{}\n```", text.trim_end())?;
         }
-        let curves = s.curves();
+        // A run merged from an earlier report keeps the curves copied then.
+        let (curves, copy) = (s.curves(), out.join("curves").join(format!("{name}.png")));
         if curves.exists() {
-            std::fs::copy(&curves, out.join("curves").join(format!("{name}.png")))?;
+            std::fs::copy(&curves, &copy)?;
+        }
+        if copy.exists() {
             writeln!(md, "\n![{name} curves](curves/{name}.png)\n")?;
         }
     }
@@ -210,7 +203,7 @@ pub fn write(
          (train Genesis–Daniel, the Gospels and Acts; valid Hosea–Malachi; test Romans–Revelation; verses of \
          at most 20 words a side); the knowledge graphs' own train/valid/test files, ranked with the other \
          known triples filtered out. Hyper-parameters are fixed in \
-         `src/recipes.rs` and were not tuned on the test split, which is scored once per run: the \
+         `crates/recipes/src/registry.rs` and were not tuned on the test split, which is scored once per run: the \
          classifiers with the weights of their best validation epoch, linear regression with its last \
          (converged) epoch. Per-epoch figures: `runs/train-all/<model>-<dataset>/metrics.csv`."
     )?;

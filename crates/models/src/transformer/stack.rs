@@ -34,7 +34,7 @@ pub enum PositionKind {
 }
 
 /// Configuration of an [`EncoderStack`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct EncoderStackConfig {
     /// Width of every position's vector.
     pub d_model: usize,

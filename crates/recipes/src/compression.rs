@@ -2,7 +2,7 @@
 //! CNN of `train-all`, measured the same way for every method: test accuracy, non-zero and total
 //! parameters, bytes of the saved weights, and inference latency per batch.
 
-use crate::recipes::RunSettings;
+use crate::runs::RunSettings;
 use anyhow::Context;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
