@@ -80,8 +80,12 @@ enum Task {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Continue from the last checkpoint in the output folder.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "overwrite")]
         resume: bool,
+        /// Replace an earlier run in the output folder (without it, or `--resume`, an earlier run there is
+        /// an error, so that it is never lost by accident).
+        #[arg(long)]
+        overwrite: bool,
         /// A smoke run.
         #[arg(long)]
         quick: bool,
@@ -187,6 +191,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             device,
             out,
             resume,
+            overwrite,
             quick,
             augment,
             lines,
@@ -233,6 +238,7 @@ fn run(task: Task) -> anyhow::Result<()> {
                     recipe.dataset_name()
                 ))
             });
+            check_run_folder(&out, resume, overwrite)?;
             let settings = RunSettings::for_recipe(
                 &recipe,
                 parse_device(device)?,
@@ -353,6 +359,19 @@ fn run(task: Task) -> anyhow::Result<()> {
     }
 }
 
+/// Refuses to train into a folder that holds an earlier run (its `metrics.csv`) unless the run is resumed
+/// or `--overwrite` says to replace it: a fresh run there would drop the earlier run's checkpoints.
+fn check_run_folder(out: &Path, resume: bool, overwrite: bool) -> anyhow::Result<()> {
+    if !resume && !overwrite && out.join("metrics.csv").is_file() {
+        bail!(
+            "{} holds an earlier run (its metrics.csv): pass --resume to continue it, --overwrite to \
+             replace it, or --out for another folder",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 fn dashboard(lines: bool) -> Dashboard {
     if lines {
         Dashboard::Lines
@@ -467,4 +486,40 @@ fn train_all(
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_earlier_run_is_kept_unless_resumed_or_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        check_run_folder(dir.path(), false, false).unwrap();
+        std::fs::write(dir.path().join("metrics.csv"), "epoch\n").unwrap();
+        let err = check_run_folder(dir.path(), false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--resume") && err.contains("--overwrite"),
+            "{err}"
+        );
+        check_run_folder(dir.path(), true, false).unwrap();
+        check_run_folder(dir.path(), false, true).unwrap();
+    }
+
+    #[test]
+    fn train_parses_recipe_or_model_but_not_both() {
+        use clap::Parser;
+        assert!(Cli::try_parse_from(["xtask", "train", "--model", "mlp"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "train", "--recipe", "r.json"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "train"]).is_err());
+        assert!(
+            Cli::try_parse_from(["xtask", "train", "--model", "mlp", "--recipe", "r.json"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["xtask", "train", "--model", "mlp", "--target", "y"]).is_err()
+        );
+    }
 }

@@ -14,4 +14,6 @@ pub mod files;
 pub mod loss;
 pub mod step;
 
-pub use step::{ClassificationOutput, LossOutput, RegressionOutput, StepOutput, Supervised};
+pub use step::{
+    BatchError, ClassificationOutput, LossOutput, RegressionOutput, StepOutput, Supervised,
+};

@@ -81,6 +81,10 @@ impl StepOutput for LossOutput {
     }
 }
 
+/// Why a batch does not fit a model: the model crate's own typed error, boxed so that this crate needs none
+/// of them (downcast it to read its fields).
+pub type BatchError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A model the learner can train: one forward pass on a batch, giving the loss and what to score.
 pub trait Supervised: Module + ModuleDisplay + Display + 'static {
     /// The batch the model consumes.
@@ -90,4 +94,13 @@ pub trait Supervised: Module + ModuleDisplay + Display + 'static {
 
     /// Forward pass and loss on one batch (without any regularisation penalty).
     fn forward_step(&self, batch: Self::Batch) -> Self::Output;
+
+    /// Checks that the model can take `batch` — its shapes, and its labels and ids within the model's
+    /// classes, vocabularies and tables — so that the learner refuses data the model cannot take before the
+    /// first step rather than panicking inside one (burn-train's step cannot return an error). The default
+    /// accepts every batch.
+    fn check_batch(&self, batch: &Self::Batch) -> Result<(), BatchError> {
+        let _ = batch;
+        Ok(())
+    }
 }

@@ -2,6 +2,7 @@
 //! connected hidden layers with dropout, and a linear output of class logits. The flattened size is computed
 //! from the image size, kernel sizes, paddings and pooling, never hard-coded.
 
+use crate::check;
 use crate::hooks::{HookedClassifier, Layer, LayerInputHook, NoHook};
 use crate::mlp::Activation;
 use crate::{ModelError, check_shape};
@@ -11,7 +12,7 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
-use kiln_core::{ClassificationOutput, Supervised, loss};
+use kiln_core::{BatchError, ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
 use kiln_kernels::conv;
 
@@ -324,6 +325,12 @@ impl Supervised for Cnn {
 
     fn forward_step(&self, batch: ImageBatch) -> ClassificationOutput {
         self.forward_step_hooked(batch, &mut NoHook)
+    }
+
+    fn check_batch(&self, batch: &ImageBatch) -> Result<(), BatchError> {
+        let [n, h, w] = batch.images.dims();
+        let logits = self.try_forward(batch.images.clone().reshape([n, 1, h, w]))?;
+        Ok(check::labels_within("cnn", &logits, &batch.labels)?)
     }
 }
 

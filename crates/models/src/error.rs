@@ -38,6 +38,16 @@ pub enum ModelError {
         /// The table's number of rows.
         size: usize,
     },
+    /// A label that names no class of the model.
+    #[error("{model}: label {label} is not one of the model's {classes} classes (0 to {})", classes.saturating_sub(1))]
+    LabelOutOfRange {
+        /// The model.
+        model: &'static str,
+        /// The label given.
+        label: i64,
+        /// The model's number of classes.
+        classes: usize,
+    },
     /// A configuration that cannot build a model.
     #[error("invalid {model} config: {message}")]
     Config {

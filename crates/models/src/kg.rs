@@ -10,7 +10,7 @@ use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softplus};
-use kiln_core::{LossOutput, Supervised};
+use kiln_core::{BatchError, LossOutput, Supervised};
 use kiln_data::{Triple, TripleBatch};
 use kiln_kernels::kg::TripleScore;
 use serde::{Deserialize, Serialize};
@@ -244,6 +244,12 @@ impl KgEmbedding {
 impl Supervised for KgEmbedding {
     type Batch = TripleBatch;
     type Output = LossOutput;
+
+    fn check_batch(&self, batch: &TripleBatch) -> Result<(), BatchError> {
+        self.triple_ids(&batch.positives)?;
+        self.triple_ids(&batch.negatives)?;
+        Ok(())
+    }
 
     fn forward_step(&self, batch: TripleBatch) -> LossOutput {
         let n = batch.positives.dims()[0];

@@ -15,6 +15,7 @@
 //! | TransE / DistMult knowledge-graph embeddings | [`kg`] | margin ranking / logistic, negative sampling | `LossOutput` |
 #![warn(missing_docs)]
 
+mod check;
 pub mod cnn;
 pub mod error;
 pub mod hooks;

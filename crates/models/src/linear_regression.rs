@@ -3,7 +3,7 @@
 use crate::{ModelError, check_shape};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_core::{RegressionOutput, Supervised, loss};
+use kiln_core::{BatchError, RegressionOutput, Supervised, loss};
 use kiln_data::TabularBatch;
 
 /// Configuration of a [`LinearRegression`].
@@ -74,6 +74,17 @@ impl Supervised for LinearRegression {
         let output = self.forward(batch.features);
         let loss = loss::mse(output.clone(), batch.targets.clone());
         RegressionOutput::new(loss, output, batch.targets)
+    }
+
+    fn check_batch(&self, batch: &TabularBatch) -> Result<(), BatchError> {
+        let output = self.try_forward(batch.features.clone())?;
+        let [n, outputs] = output.dims();
+        check_shape(
+            "linear_regression targets",
+            &[Some(n), Some(outputs)],
+            &batch.targets.dims(),
+        )?;
+        Ok(())
     }
 }
 

@@ -1,11 +1,12 @@
 //! Logistic regression: binary (one logit, sigmoid, binary cross-entropy) when there are two classes,
 //! multinomial (one logit per class, softmax, cross-entropy) otherwise.
 
+use crate::check;
 use crate::{ModelError, check_shape};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
-use kiln_core::{ClassificationOutput, Supervised, loss};
+use kiln_core::{BatchError, ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
 
 /// Configuration of a [`LogisticRegression`].
@@ -123,6 +124,16 @@ impl Supervised for LogisticRegression {
         let (loss, logits) =
             self.loss_and_logits(batch.images.reshape([n, h * w]), batch.labels.clone());
         ClassificationOutput::new(loss, logits, batch.labels)
+    }
+
+    fn check_batch(&self, batch: &ImageBatch) -> Result<(), BatchError> {
+        let [n, h, w] = batch.images.dims();
+        let logits = self.try_class_logits(batch.images.clone().reshape([n, h * w]))?;
+        Ok(check::labels_within(
+            "logistic_regression",
+            &logits,
+            &batch.labels,
+        )?)
     }
 }
 

@@ -1,12 +1,13 @@
 //! Multi-layer perceptron classifier: `Linear → activation → dropout` per hidden layer, then a linear
 //! output layer giving class logits.
 
+use crate::check;
 use crate::hooks::{HookedClassifier, Layer, LayerInputHook, NoHook};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, tanh};
-use kiln_core::{ClassificationOutput, Supervised, loss};
+use kiln_core::{BatchError, ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +161,12 @@ impl Supervised for Mlp {
 
     fn forward_step(&self, batch: ImageBatch) -> ClassificationOutput {
         self.forward_step_hooked(batch, &mut NoHook)
+    }
+
+    fn check_batch(&self, batch: &ImageBatch) -> Result<(), BatchError> {
+        let [n, h, w] = batch.images.dims();
+        let logits = self.try_forward(batch.images.clone().reshape([n, h * w]))?;
+        Ok(check::labels_within("mlp", &logits, &batch.labels)?)
     }
 }
 

@@ -96,13 +96,5 @@ pub(crate) fn check_token_range(
     tokens: &Tensor<2, Int>,
     vocab_size: usize,
 ) -> Result<(), ModelError> {
-    let max = tokens.clone().max().into_scalar::<i64>();
-    let min = tokens.clone().min().into_scalar::<i64>();
-    if min < 0 || max >= vocab_size as i64 {
-        return Err(ModelError::Config {
-            model,
-            message: format!("token ids must lie in 0..{vocab_size}, found {min}..={max}"),
-        });
-    }
-    Ok(())
+    crate::check::ids_within(model, "token", tokens, vocab_size)
 }

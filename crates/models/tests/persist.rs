@@ -63,3 +63,26 @@ fn weights_of_another_architecture_or_no_file_are_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("junk.bpk"), "{err}");
 }
+
+/// The readers the fuzz targets drive (`fuzz/readers.rs`), for the corpus replay below.
+#[path = "../../../fuzz/readers.rs"]
+mod readers;
+
+/// Replays the committed fuzz corpus (`fuzz/corpus/<target>/`: the inputs cargo-fuzz found interesting,
+/// minimised with `cargo fuzz cmin`) through the same readers: each may refuse its input with an error, none
+/// may panic.
+#[test]
+fn every_committed_fuzz_input_is_read_without_a_panic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    for target in readers::TARGETS {
+        let dir = root.join(target);
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut inputs = 0;
+        for entry in entries {
+            let path = entry.unwrap().path();
+            readers::run(target, &std::fs::read(&path).unwrap());
+            inputs += 1;
+        }
+        assert!(inputs > 0, "{}: no inputs", dir.display());
+    }
+}

@@ -234,6 +234,28 @@ fn row_classifier(model: ModelName) -> Recipe {
     )
 }
 
+/// The Transformers' training: `base`'s epochs, batch and peak rate with AdamW (β₁ 0.9, `beta2`, decoupled
+/// decay 0.01), a linear warm-up over `warmup_fraction` of the steps, cosine decay to `min_lr`, and
+/// gradients clipped to norm 1.
+fn transformer_training(
+    mut base: TrainingConfig,
+    beta2: f32,
+    warmup_fraction: f64,
+    min_lr: f64,
+) -> TrainingConfig {
+    base.optimizer = OptimizerConfig::AdamW {
+        beta1: 0.9,
+        beta2,
+        weight_decay: 0.01,
+    };
+    base.schedule = LrSchedule::WarmupCosine {
+        warmup_fraction,
+        min_lr,
+    };
+    base.grad_clip_norm = Some(1.0);
+    base
+}
+
 /// A Transformer encoder over the rows of MNIST images: pre-norm, sinusoidal positions, mean pooling,
 /// AdamW with warm-up and cosine decay.
 fn row_transformer() -> Recipe {
@@ -243,17 +265,7 @@ fn row_transformer() -> Recipe {
         .with_d_ff(128)
         .with_dropout(0.1)
         .with_max_len(28);
-    let mut training = TrainingConfig::new(8, 128, 1e-3);
-    training.optimizer = OptimizerConfig::AdamW {
-        beta1: 0.9,
-        beta2: 0.999,
-        weight_decay: 0.01,
-    };
-    training.schedule = LrSchedule::WarmupCosine {
-        warmup_fraction: 0.05,
-        min_lr: 1e-5,
-    };
-    training.grad_clip_norm = Some(1.0);
+    let training = transformer_training(TrainingConfig::new(8, 128, 1e-3), 0.999, 0.05, 1e-5);
     recipe(
         ModelName::TransformerEncoder,
         "seq_mnist",
@@ -345,17 +357,7 @@ pub fn transformer_lm_config(vocab: usize) -> TransformerLmConfig {
 /// layers, batches of 32, 16 and 8 were tried: validation loss 1.844, 1.742 and 1.681 nats/char (more,
 /// smaller steps win at equal time).
 fn transformer_lm() -> Recipe {
-    let mut training = TrainingConfig::new(1, 8, 2e-3);
-    training.optimizer = OptimizerConfig::AdamW {
-        beta1: 0.9,
-        beta2: 0.99,
-        weight_decay: 0.01,
-    };
-    training.schedule = LrSchedule::WarmupCosine {
-        warmup_fraction: 0.02,
-        min_lr: 1e-4,
-    };
-    training.grad_clip_norm = Some(1.0);
+    let training = transformer_training(TrainingConfig::new(1, 8, 2e-3), 0.99, 0.02, 1e-4);
     recipe(
         ModelName::TransformerLm,
         "shakespeare",
@@ -395,17 +397,7 @@ fn translation() -> Recipe {
         .with_d_ff(512)
         .with_dropout(0.1)
         .with_max_len(48);
-    let mut training = TrainingConfig::new(12, 64, 1e-3);
-    training.optimizer = OptimizerConfig::AdamW {
-        beta1: 0.9,
-        beta2: 0.98,
-        weight_decay: 0.01,
-    };
-    training.schedule = LrSchedule::WarmupCosine {
-        warmup_fraction: 0.05,
-        min_lr: 1e-5,
-    };
-    training.grad_clip_norm = Some(1.0);
+    let training = transformer_training(TrainingConfig::new(12, 64, 1e-3), 0.98, 0.05, 1e-5);
     recipe(
         ModelName::TransformerSeq2Seq,
         "kjv_rv1909",

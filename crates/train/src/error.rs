@@ -16,6 +16,15 @@ pub enum TrainError {
     /// Reading data failed.
     #[error(transparent)]
     Data(#[from] kiln_data::DataError),
+    /// A batch the model cannot take (a wrong shape, a label past its classes, an id past its tables),
+    /// found before the first step.
+    #[error("the first {split} batch does not fit the model: {source}")]
+    Batch {
+        /// `training` or `validation`.
+        split: &'static str,
+        /// The model's error (downcast to read its fields).
+        source: kiln_core::BatchError,
+    },
     /// A dataset item could not be read while batching.
     #[error("cannot read a dataset item: {0}")]
     Dataset(String),

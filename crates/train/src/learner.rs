@@ -189,7 +189,7 @@ where
     M::Output: LearnerOutput,
     M::Batch: Clone + std::fmt::Debug,
     I: Send + Sync + Clone + std::fmt::Debug + 'static,
-    B: Batcher<I, M::Batch> + 'static,
+    B: Batcher<I, M::Batch> + Clone + 'static,
     DT: Dataset<I> + 'static,
     DV: Dataset<I> + 'static,
 {
@@ -201,6 +201,30 @@ where
             valid.len()
         )));
     }
+    let batch_size = if config.optimizer.is_full_batch() {
+        train.len()
+    } else {
+        config.batch_size
+    };
+    // Data the model cannot take is refused now, before the first step: inside burn-train's loop it could
+    // only panic. The probes batch with clones of the batchers, which restart from their seeds
+    // (augmentation, negative sampling), so training sees the batches an unprobed run would.
+    check_first_batch(
+        &model,
+        &train,
+        &train_batcher,
+        batch_size,
+        &options.device,
+        "training",
+    )?;
+    check_first_batch(
+        &model,
+        &valid,
+        &valid_batcher,
+        batch_size,
+        &options.device,
+        "validation",
+    )?;
     let dir = &options.dir;
     let checkpoint_dir = dir.join("checkpoint");
     let autodiff = options.device.clone().autodiff();
@@ -225,11 +249,6 @@ where
     }
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
 
-    let batch_size = if config.optimizer.is_full_batch() {
-        train.len()
-    } else {
-        config.batch_size
-    };
     let iters_per_epoch = train.len().div_ceil(batch_size);
     // Each epoch's order and the device's random stream depend on (seed, epoch) alone, so a resumed run
     // trains its remaining epochs exactly as the uninterrupted run did.
@@ -340,6 +359,30 @@ where
         train_seconds,
         history,
     })
+}
+
+/// Checks the first batch of `data` (at most `batch_size` items, batched by a clone of `batcher` on
+/// `device`) against `model` ([`Supervised::check_batch`]).
+fn check_first_batch<M, I, B, D>(
+    model: &M,
+    data: &D,
+    batcher: &B,
+    batch_size: usize,
+    device: &Device,
+    split: &'static str,
+) -> Result<(), TrainError>
+where
+    M: Supervised,
+    B: Batcher<I, M::Batch> + Clone,
+    D: Dataset<I>,
+{
+    let items: Vec<I> = (0..batch_size.clamp(1, data.len().max(1)))
+        .filter_map(|i| data.get(i).ok())
+        .collect();
+    let batch = batcher.clone().batch(items, device);
+    model
+        .check_batch(&batch)
+        .map_err(|source| TrainError::Batch { split, source })
 }
 
 /// The epoch to resume from: the newest whose model, optimizer and scheduler checkpoints all load (burn-train

@@ -410,3 +410,83 @@ fn fit_trains_knowledge_graph_embeddings_on_triple_batches() {
         "ranking loss did not fall: {loss:?}"
     );
 }
+
+#[test]
+fn fit_trains_a_translation_model_on_pair_batches() {
+    // Short Bible verses (at most 12 words a side): 600 to train on, 100 to validate.
+    let corpus = kiln_data::parallel::kjv_rv1909().unwrap();
+    let short: Vec<kiln_data::SentencePair> = corpus
+        .pairs
+        .iter()
+        .filter(|p| p.is_short(12))
+        .take(700)
+        .cloned()
+        .collect();
+    let (train, valid) = short.split_at(600);
+    let data = kiln_data::TranslationData::build(train, 2, 2000);
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let stack = kiln_models::EncoderStackConfig::new(32)
+        .with_n_heads(2)
+        .with_n_layers(1)
+        .with_d_ff(64)
+        .with_dropout(0.0)
+        .with_max_len(16);
+    let (source, target) = (data.source_vocab.len(), data.target_vocab.len());
+    let model = kiln_models::Seq2SeqConfig::new(source, target, stack.clone(), stack)
+        .init(&device)
+        .unwrap();
+    let out = fit(
+        model,
+        data.encode(train),
+        data.encode(valid),
+        kiln_data::PairBatcher { max_len: 16 },
+        &TrainingConfig::new(2, 32, 3e-3),
+        &options(dir.path(), false),
+    )
+    .unwrap();
+    let valid_loss = out.history.series("valid", "loss");
+    assert_eq!(valid_loss.len(), 2, "{:?}", out.history);
+    // A uniform guess over the target words costs ln(target vocabulary) nats per token.
+    assert!(
+        valid_loss[1].1 < 0.8 * (target as f64).ln(),
+        "valid loss {valid_loss:?} against ln {target}"
+    );
+}
+
+#[test]
+fn a_batch_the_model_cannot_take_is_refused_before_the_first_step() {
+    let (train, valid, _, batcher) = mnist_subsets();
+    let device = Device::flex();
+    let fit_mlp = |config: MlpConfig, dir: &Path| {
+        fit(
+            config.init(&device).unwrap(),
+            train.clone(),
+            valid.clone(),
+            batcher.clone(),
+            &TrainingConfig::new(1, 64, 1e-3),
+            &options(dir, false),
+        )
+    };
+    // Five classes for MNIST's ten labels.
+    let dir = tempfile::tempdir().unwrap();
+    let err = fit_mlp(MlpConfig::new(784, vec![16], 5), dir.path()).unwrap_err();
+    let TrainError::Batch { split, source } = &err else {
+        panic!("expected a batch error, got {err}");
+    };
+    assert_eq!(*split, "training");
+    assert!(
+        matches!(
+            source.downcast_ref::<kiln_models::ModelError>(),
+            Some(kiln_models::ModelError::LabelOutOfRange { classes: 5, .. })
+        ),
+        "{err}"
+    );
+    assert!(!dir.path().join("metrics.csv").exists(), "training started");
+    // Inputs of 20×20 pixels for 28×28 images.
+    let err = fit_mlp(MlpConfig::new(400, vec![16], 10), dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Batch { .. }) && err.to_string().contains("784"),
+        "{err}"
+    );
+}

@@ -2,11 +2,12 @@
 //! the vocabulary, trained with cross-entropy on the real steps, and temperature sampling from a prompt.
 
 use super::layer::{CellKind, Recurrent, RecurrentConfig, RecurrentState};
+use crate::check;
 use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample_logits};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_core::{ClassificationOutput, Supervised};
+use kiln_core::{BatchError, ClassificationOutput, Supervised};
 use kiln_data::TokenBatch;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -161,6 +162,18 @@ impl Supervised for CharLm {
     fn forward_step(&self, batch: TokenBatch) -> ClassificationOutput {
         self.try_step(batch).unwrap_or_else(|e| panic!("{e}"))
     }
+
+    fn check_batch(&self, batch: &TokenBatch) -> Result<(), BatchError> {
+        // Sizes from `lazy_shape`, and no forward pass: reading or running a parameter would initialise a
+        // lazily initialised one now, from another point of the random stream than training's first step.
+        let inputs = self.embedding.weight.lazy_shape()[0];
+        let vocab = self.output.weight.lazy_shape()[1];
+        check_shape("char_lm", &[None, None], &batch.inputs.dims())?;
+        check_shape("char_lm targets", &[None, None], &batch.targets.dims())?;
+        check::ids_within("char_lm", "token", &batch.inputs, inputs)?;
+        check::ids_within("char_lm", "target token", &batch.targets, vocab)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -190,7 +203,17 @@ mod tests {
         assert_eq!(state.h.dims(), [1, 2, 8]);
         let bad = Tensor::<2, Int>::from_data(TensorData::from([[1i64, 12]]), &device);
         let err = lm.try_forward(bad, None, None).unwrap_err();
-        assert!(err.to_string().contains("0..12"), "{err}");
+        assert!(
+            matches!(
+                err,
+                ModelError::IdOutOfRange {
+                    id: 12,
+                    size: 12,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! Images are read as sequences of rows (sequential MNIST: 28 steps of 28 pixels).
 
 use super::layer::{Recurrent, RecurrentConfig};
+use crate::check;
 use crate::{ModelError, check_shape};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_core::{ClassificationOutput, Supervised, loss};
+use kiln_core::{BatchError, ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +130,15 @@ impl Supervised for SequenceClassifier {
             .try_forward_images(batch.images)
             .unwrap_or_else(|e| panic!("{e}"));
         loss::classification_output(logits, batch.labels)
+    }
+
+    fn check_batch(&self, batch: &ImageBatch) -> Result<(), BatchError> {
+        let logits = self.try_forward_images(batch.images.clone())?;
+        Ok(check::labels_within(
+            "sequence classifier",
+            &logits,
+            &batch.labels,
+        )?)
     }
 }
 

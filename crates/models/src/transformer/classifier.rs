@@ -3,10 +3,11 @@
 //! (sequential MNIST: 28 steps of 28 pixels), as the recurrent classifier reads them.
 
 use super::stack::{EncoderStack, EncoderStackConfig};
+use crate::check;
 use crate::{ModelError, check_shape};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_core::{ClassificationOutput, Supervised, loss};
+use kiln_core::{BatchError, ClassificationOutput, Supervised, loss};
 use kiln_data::ImageBatch;
 
 /// Configuration of a [`TransformerClassifier`].
@@ -105,6 +106,15 @@ impl Supervised for TransformerClassifier {
             .try_forward(batch.images, None)
             .unwrap_or_else(|e| panic!("{e}"));
         loss::classification_output(logits, batch.labels)
+    }
+
+    fn check_batch(&self, batch: &ImageBatch) -> Result<(), BatchError> {
+        let logits = self.try_forward(batch.images.clone(), None)?;
+        Ok(check::labels_within(
+            "transformer classifier",
+            &logits,
+            &batch.labels,
+        )?)
     }
 }
 

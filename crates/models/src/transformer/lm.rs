@@ -7,12 +7,14 @@
 //! start at std 1 too; the model then cannot tell which character came last (a first run stalled at 2.4
 //! nats/char).
 
+use super::cache::DecodingCache;
 use super::stack::{EncoderStack, EncoderStackConfig};
+use crate::check;
 use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample_logits};
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_core::{ClassificationOutput, Supervised};
+use kiln_core::{BatchError, ClassificationOutput, Supervised};
 use kiln_data::TokenBatch;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -92,9 +94,36 @@ impl TransformerLm {
         masked_token_output("transformer_lm", logits, batch.targets, batch.mask)
     }
 
+    /// Feeds the tokens of `text` that `cache` has not seen (at least one) and returns the next-token logits
+    /// after the last, `[vocab]`.
+    fn feed_cached(
+        &self,
+        text: &[u32],
+        cache: &mut DecodingCache,
+        device: &Device,
+    ) -> Result<Tensor<1>, ModelError> {
+        let vocab = self.vocab_size();
+        let mut last = None;
+        for &id in &text[cache.steps()..] {
+            let input =
+                Tensor::<2, Int>::from_data(TensorData::new(vec![id as i64], [1, 1]), device);
+            check_token_range("transformer_lm", &input, vocab)?;
+            let out = self
+                .stack
+                .try_step_causal(self.embedding.forward(input), cache)?;
+            last = Some(super::fused::linear(&self.output, out).reshape([vocab]));
+        }
+        last.ok_or_else(|| ModelError::Shape {
+            model: "transformer_lm",
+            expected: format!("more than the {} tokens already decoded", cache.steps()),
+            found: vec![text.len()],
+        })
+    }
+
     /// Samples `length` tokens after `prompt` (not empty): each step reads the last `context()` tokens and
     /// draws from softmax(logits / `temperature`) with a seeded generator, so the same seed gives the same
-    /// text.
+    /// text. While the text fits the context, each step runs only the newest token, with the earlier ones'
+    /// keys and values cached ([`DecodingCache`]).
     pub fn generate(
         &self,
         prompt: &[u32],
@@ -115,7 +144,20 @@ impl TransformerLm {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut text: Vec<u32> = prompt.to_vec();
         let vocab = self.vocab_size();
+        let mut cache = self.stack.start_cache();
         for _ in 0..length {
+            if text.len() <= self.context() {
+                // The cache holds every position but the newest few: feed those, sample from the last.
+                let last = self.feed_cached(&text, &mut cache, &device)?;
+                text.push(sample_logits(
+                    "transformer_lm",
+                    last,
+                    temperature,
+                    &mut rng,
+                )?);
+                continue;
+            }
+            // Past the context the window slides and every position moves: the window runs again whole.
             let window = &text[text.len().saturating_sub(self.context())..];
             let ids: Vec<i64> = window.iter().map(|&id| id as i64).collect();
             let steps = ids.len();
@@ -154,6 +196,26 @@ impl Supervised for TransformerLm {
     fn forward_step(&self, batch: TokenBatch) -> ClassificationOutput {
         self.try_step(batch).unwrap_or_else(|e| panic!("{e}"))
     }
+
+    fn check_batch(&self, batch: &TokenBatch) -> Result<(), BatchError> {
+        // Sizes from `lazy_shape`, and no forward pass: reading or running a parameter would initialise a
+        // lazily initialised one now, from another point of the random stream than training's first step.
+        let inputs = self.embedding.weight.lazy_shape()[0];
+        let vocab = self.output.weight.lazy_shape()[1];
+        check_shape("transformer_lm", &[None, None], &batch.inputs.dims())?;
+        let steps = batch.inputs.dims()[1];
+        if steps > self.context() {
+            return Err(ModelError::Shape {
+                model: "transformer_lm",
+                expected: format!("[_, at most {}] (its context)", self.context()),
+                found: batch.inputs.dims().to_vec(),
+            }
+            .into());
+        }
+        check::ids_within("transformer_lm", "token", &batch.inputs, inputs)?;
+        check::ids_within("transformer_lm", "target token", &batch.targets, vocab)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +241,17 @@ mod tests {
         assert_eq!(lm.try_forward(tokens, None).unwrap().dims(), [2, 3, 12]);
         let bad = Tensor::<2, Int>::from_data([[1i64, 12]], &device);
         let err = lm.try_forward(bad, None).unwrap_err();
-        assert!(err.to_string().contains("0..12"), "{err}");
+        assert!(
+            matches!(
+                err,
+                ModelError::IdOutOfRange {
+                    id: 12,
+                    size: 12,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let long = Tensor::<2, Int>::zeros([1, 7], &device);
         assert!(lm.try_forward(long, None).is_err());
     }

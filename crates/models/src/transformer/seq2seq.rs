@@ -3,13 +3,15 @@
 //! encoder's output) → a linear layer over the target vocabulary. Trained with teacher forcing on
 //! [`PairBatch`]es; translates by greedy decoding (batched) or beam search.
 
+use super::cache::DecodingCache;
 use super::stack::{DecoderStack, EncoderStack, EncoderStackConfig};
+use crate::check;
 use crate::next_token::{check_token_range, masked_token_output};
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use kiln_core::{ClassificationOutput, Supervised};
+use kiln_core::{BatchError, ClassificationOutput, Supervised};
 use kiln_data::PairBatch;
 use kiln_data::parallel::{BOS_ID, EOS_ID};
 
@@ -151,6 +153,27 @@ impl Seq2Seq {
         )
     }
 
+    /// Next-token logits (`[rows, target_vocab]`) after feeding each row's newest token (`last`), the
+    /// earlier ones being in `cache`, which this extends.
+    fn decode_step(
+        &self,
+        last: Vec<i64>,
+        device: &Device,
+        memory: &Tensor<3>,
+        source_valid: &Tensor<2, Bool>,
+        cache: &mut DecodingCache,
+    ) -> Result<Tensor<2>, ModelError> {
+        let rows = last.len();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(last, [rows, 1]), device);
+        check_token_range("transformer_seq2seq target", &input, self.target_vocab())?;
+        let x = self.target_embedding.forward(input);
+        let out = self
+            .decoder
+            .try_step(x, memory, Some(source_valid), cache)?;
+        let vocab = self.target_vocab();
+        Ok(super::fused::linear(&self.output, out).reshape([rows, vocab]))
+    }
+
     /// Greedy translations of a batch of sources: each step appends every sentence's most likely next token,
     /// until all have produced EOS or `max_len` tokens. Returns each translation's tokens before EOS.
     ///
@@ -168,14 +191,12 @@ impl Seq2Seq {
         let steps = max_len.min(self.max_target_len());
         let mut prefixes: Vec<Vec<u32>> = vec![vec![BOS_ID]; batch];
         let mut done = vec![false; batch];
+        let mut cache = self.decoder.start_cache();
         for _ in 0..steps {
-            let t = prefixes[0].len();
-            let ids: Vec<i64> = prefixes.iter().flatten().map(|&id| id as i64).collect();
-            let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, t]), &device);
-            let logits = self.decode(input, None, memory.clone(), valid.clone())?;
+            let last: Vec<i64> = prefixes.iter().map(|p| p[p.len() - 1] as i64).collect();
+            let logits = self.decode_step(last, &device, &memory, &valid, &mut cache)?;
             let next: Vec<i64> = logits
-                .slice([0..batch, t - 1..t, 0..self.target_vocab()])
-                .argmax(2)
+                .argmax(1)
                 .reshape([batch])
                 .into_data()
                 .convert::<i64>()
@@ -221,7 +242,7 @@ impl Seq2Seq {
         max_len: usize,
         alpha: f64,
     ) -> Result<Vec<u32>, ModelError> {
-        let [one, source_steps] = source.dims();
+        let [one, _] = source.dims();
         if one != 1 || beam == 0 {
             return Err(ModelError::Config {
                 model: "transformer_seq2seq",
@@ -233,7 +254,6 @@ impl Seq2Seq {
         }
         let device = source.device();
         let memory = self.encode(source, valid.clone())?;
-        let d_model = self.decoder.d_model;
         let vocab = self.target_vocab();
         let steps = max_len.min(self.max_target_len());
         let mut live = vec![Hypothesis {
@@ -241,22 +261,16 @@ impl Seq2Seq {
             log_prob: 0.0,
         }];
         let mut finished: Vec<Hypothesis> = Vec::new();
+        // One cache row per live hypothesis; the memory's single row serves them all.
+        let mut cache = self.decoder.start_cache();
         for _ in 0..steps {
             let k = live.len();
-            let t = live[0].tokens.len() + 1;
-            let ids: Vec<i64> = live
+            let last: Vec<i64> = live
                 .iter()
-                .flat_map(|h| std::iter::once(BOS_ID).chain(h.tokens.iter().copied()))
-                .map(|id| id as i64)
+                .map(|h| h.tokens.last().copied().unwrap_or(BOS_ID) as i64)
                 .collect();
-            let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [k, t]), &device);
-            let logits = self.decode(
-                input,
-                None,
-                memory.clone().expand([k, source_steps, d_model]),
-                valid.clone().expand([k, source_steps]),
-            )?;
-            let log_probs: Vec<f32> = log_softmax(logits.slice([0..k, t - 1..t, 0..vocab]), 2)
+            let logits = self.decode_step(last, &device, &memory, &valid, &mut cache)?;
+            let log_probs: Vec<f32> = log_softmax(logits, 1)
                 .into_data()
                 .convert::<f32>()
                 .try_to_vec()
@@ -279,6 +293,7 @@ impl Seq2Seq {
             candidates.truncate(take);
             candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
             let mut next = Vec::with_capacity(take);
+            let mut parents = Vec::with_capacity(take);
             for (log_prob, h, id) in candidates {
                 let tokens = live[h].tokens.clone();
                 if id == EOS_ID {
@@ -287,9 +302,17 @@ impl Seq2Seq {
                     let mut tokens = tokens;
                     tokens.push(id);
                     next.push(Hypothesis { tokens, log_prob });
+                    parents.push(h as i64);
                 }
             }
             live = next;
+            if !parents.is_empty() {
+                let rows = parents.len();
+                cache = cache.select(&Tensor::<1, Int>::from_data(
+                    TensorData::new(parents, [rows]),
+                    &device,
+                ));
+            }
             if live.is_empty() || finished.len() >= beam {
                 break;
             }
@@ -313,6 +336,50 @@ impl Supervised for Seq2Seq {
 
     fn forward_step(&self, batch: PairBatch) -> ClassificationOutput {
         self.try_step(batch).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn check_batch(&self, batch: &PairBatch) -> Result<(), BatchError> {
+        // Sizes from `lazy_shape`, and no forward pass: reading or running a parameter would initialise a
+        // lazily initialised one now, from another point of the random stream than training's first step.
+        let source = self.source_embedding.weight.lazy_shape()[0];
+        let target = self.target_embedding.weight.lazy_shape()[0];
+        let vocab = self.output.weight.lazy_shape()[1];
+        for (what, ids, longest) in [
+            (
+                "transformer_seq2seq source",
+                &batch.source,
+                self.encoder.max_len,
+            ),
+            (
+                "transformer_seq2seq target",
+                &batch.target_in,
+                self.decoder.max_len,
+            ),
+        ] {
+            let dims = ids.dims();
+            if dims.len() != 2 || dims[1] > longest {
+                return Err(ModelError::Shape {
+                    model: what,
+                    expected: format!("[_, at most {longest}]"),
+                    found: dims.to_vec(),
+                }
+                .into());
+            }
+        }
+        check::ids_within("transformer_seq2seq", "source token", &batch.source, source)?;
+        check::ids_within(
+            "transformer_seq2seq",
+            "target token",
+            &batch.target_in,
+            target,
+        )?;
+        check::ids_within(
+            "transformer_seq2seq",
+            "target token",
+            &batch.target_out,
+            vocab,
+        )?;
+        Ok(())
     }
 }
 
