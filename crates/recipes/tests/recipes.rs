@@ -11,12 +11,17 @@ use kiln_recipes::{Recipe, RecipeError, RunSettings, registry};
 use kiln_train::{Dashboard, DeviceChoice};
 use std::path::Path;
 
+/// Held by every test here (the recipes seed the device before they check their data): flex's random generator is one per process, so two tests seeding and
+/// drawing from it at once would give each other's runs other initial weights.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn recipe(name: &str) -> Recipe {
     registry::find(name).unwrap()
 }
 
 #[test]
 fn gradient_descent_matches_closed_form_least_squares_on_diabetes() {
+    let _training = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let settings = RunSettings {
         device: DeviceChoice::cpu_default().unwrap(),
@@ -79,6 +84,7 @@ fn nothing_trained(dir: &Path) {
 
 #[test]
 fn a_text_too_short_for_the_test_windows_is_refused_before_training() {
+    let _training = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     // 6,000 characters split 90/5/5: the 300-character test part cannot hold one window of 1,000.
     let text: String = "To be, or not to be, that is the question. "
@@ -108,6 +114,7 @@ fn a_text_too_short_for_the_test_windows_is_refused_before_training() {
 
 #[test]
 fn a_table_leaving_one_test_row_is_refused_before_training() {
+    let _training = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let csv = "x,y\n1,2\n2,4\n3,7\n4,8\n5,11\n6,12\n";
     let table = Table::parse(csv, Path::new("tiny.csv")).unwrap();
@@ -146,6 +153,7 @@ fn figures(summary: &kiln_recipes::RunSummary) -> Vec<(String, String, f64, usiz
 
 #[test]
 fn a_saved_recipe_reruns_to_the_same_report() {
+    let _training = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut shipped = recipe("linear_regression-diabetes");
     shipped.smoke = true;
@@ -167,6 +175,7 @@ fn a_saved_recipe_reruns_to_the_same_report() {
 
 #[test]
 fn bad_recipe_files_are_refused_naming_the_file_and_the_field() {
+    let _training = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.json");
     std::fs::write(&path, "{\"name\": \"x\"").unwrap();
