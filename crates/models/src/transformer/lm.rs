@@ -144,28 +144,30 @@ impl TransformerLm {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut text: Vec<u32> = prompt.to_vec();
         let vocab = self.vocab_size();
+        // The prompt is the only input from outside: sampled ids are below the vocabulary.
+        if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::IdOutOfRange {
+                model: "transformer_lm",
+                what: "token",
+                id: id as i64,
+                size: vocab,
+            });
+        }
         let mut cache = self.stack.start_cache();
         for _ in 0..length {
-            if text.len() <= self.context() {
+            let last = if text.len() <= self.context() {
                 // The cache holds every position but the newest few: feed those, sample from the last.
-                let last = self.feed_cached(&text, &mut cache, &device)?;
-                text.push(sample_logits(
-                    "transformer_lm",
-                    last,
-                    temperature,
-                    &mut rng,
-                )?);
-                continue;
-            }
-            // Past the context the window slides and every position moves: the window runs again whole.
-            let window = &text[text.len().saturating_sub(self.context())..];
-            let ids: Vec<i64> = window.iter().map(|&id| id as i64).collect();
-            let steps = ids.len();
-            let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, steps]), &device);
-            let last = self
-                .try_forward(input, None)?
-                .slice([0..1, steps - 1..steps, 0..vocab])
-                .reshape([vocab]);
+                self.feed_cached(&text, &mut cache, &device)?
+            } else {
+                // Past the context the window slides and every position moves: the window runs again whole.
+                let window = &text[text.len().saturating_sub(self.context())..];
+                let ids: Vec<i64> = window.iter().map(|&id| id as i64).collect();
+                let steps = ids.len();
+                let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, steps]), &device);
+                self.try_forward(input, None)?
+                    .slice([0..1, steps - 1..steps, 0..vocab])
+                    .reshape([vocab])
+            };
             text.push(sample_logits(
                 "transformer_lm",
                 last,
