@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     println!(
         "test accuracy {:.2}% after {} epochs",
-        100.0 * test.accuracy(),
+        100.0 * test.accuracy()?,
         trained.epochs
     );
 

@@ -9,7 +9,8 @@
 
 use burn::data::dataset::InMemDataset;
 use kiln::data::{TripleBatcher, kg};
-use kiln::models::{KgEmbeddingConfig, KgScorer, evaluate_link_prediction};
+use kiln::models::{KgEmbeddingConfig, KgScorer, link_prediction_ranks};
+use kiln::train::metrics::{MRR, hits_at, rank_evaluation};
 use kiln::train::{Dashboard, DeviceChoice, RunOptions, TrainingConfig, fit_with_batchers};
 
 fn main() -> anyhow::Result<()> {
@@ -48,10 +49,14 @@ fn main() -> anyhow::Result<()> {
         &training,
         &options,
     )?;
-    let scores = evaluate_link_prediction(&trained.model, &graph.test, &graph.known(), &device)?;
+    let ranks = link_prediction_ranks(&trained.model, &graph.test, &graph.known(), &device)?;
+    let scores = rank_evaluation(&[&ranks.tail, &ranks.head])?;
     println!(
         "test (filtered): MRR {:.4}, Hits@1 {:.4}, Hits@3 {:.4}, Hits@10 {:.4}",
-        scores.mrr, scores.hits1, scores.hits3, scores.hits10
+        scores.get(MRR)?,
+        scores.get(&hits_at(1))?,
+        scores.get(&hits_at(3))?,
+        scores.get(&hits_at(10))?
     );
     Ok(())
 }

@@ -61,9 +61,9 @@ fn main() -> anyhow::Result<()> {
     let (w, b) = ols::fit(&train).ok_or_else(|| anyhow::anyhow!("singular design matrix"))?;
     println!(
         "test R² {:.4} (closed form {:.4}), RMSE {:.1}",
-        scores.r2(),
+        scores.r2()?,
         ols::r2(&test, &w, b),
-        scores.rmse()
+        scores.rmse()?
     );
 
     let weights = options.dir.join("model.bpk");

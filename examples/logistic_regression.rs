@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         &device,
         1.0,
     )?;
-    println!("test accuracy {:.2}%", 100.0 * test.accuracy());
+    println!("test accuracy {:.2}%", 100.0 * test.accuracy()?);
 
     let weights = options.dir.join("model.bpk");
     save_weights(&trained.model, &weights)?;

@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     println!(
         "LSTM sequential-MNIST test accuracy {:.2}%",
-        100.0 * test.accuracy()
+        100.0 * test.accuracy()?
     );
     let weights = lstm_options.dir.join("model.bpk");
     save_weights(&trained.model, &weights)?;
@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         &options("char_gru"),
     )?;
     let scores = evaluate_dataset(&trained.model, valid, TokenBatcher, 100, &device, 1.0)?;
-    println!("GRU validation loss {:.3} nats/char", scores.loss());
+    println!("GRU validation loss {:.3} nats/char", scores.loss()?);
     let prompt = "KING.\n";
     let sample = trained
         .model

@@ -49,6 +49,35 @@ pub fn classification_output(
     crate::ClassificationOutput::new(loss, logits, labels)
 }
 
+/// Softmax cross-entropy over the real steps of a padded batch: steps whose target is
+/// [`PAD_ID`](crate::PAD_ID) count neither in the sum nor in the mean (burn's pad-aware loss, on the
+/// device: no mask is read back).
+///
+/// # Shapes
+/// - `logits`: `[batch × steps, vocab]`, `targets`: `[batch × steps]`
+/// - returns `[1]`
+pub fn padded_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    CrossEntropyLossConfig::new()
+        .with_pad_tokens(Some(vec![crate::PAD_ID as usize]))
+        .init(&logits.device())
+        .forward(logits, targets)
+}
+
+/// The learner's output for a sequence model: [`padded_cross_entropy`] of the logits of every step against
+/// the targets, with both kept for the pad-aware metrics.
+///
+/// # Shapes
+/// - `logits`: `[batch, steps, vocab]`, `targets`: `[batch, steps]` with [`PAD_ID`](crate::PAD_ID) on
+///   padded steps
+pub fn token_output(logits: Tensor<3>, targets: Tensor<2, Int>) -> crate::TokenOutput {
+    let [batch, steps, vocab] = logits.dims();
+    let loss = padded_cross_entropy(
+        logits.clone().reshape([batch * steps, vocab]),
+        targets.clone().reshape([batch * steps]),
+    );
+    crate::TokenOutput::new(loss, logits, targets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +105,37 @@ mod tests {
         ));
         let expected = (2f32.ln() + (1.0 + (-2f32).exp()).ln()) / 2.0;
         assert!((bce - expected).abs() < 1e-6, "{bce} vs {expected}");
+    }
+
+    #[test]
+    fn padded_steps_count_neither_in_the_sum_nor_in_the_mean() {
+        let d = Device::flex();
+        // Two rows of three steps; the last step of the second row is padding (target PAD_ID = 0), and
+        // its logits are wild: they must not matter.
+        let logits = Tensor::<3>::from_data(
+            [
+                [[0.0, 3f32.ln(), 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 2.0]],
+                [[0.0, 0.0, 0.0], [0.5, 0.5, 0.0], [90.0, -50.0, 7.0]],
+            ],
+            &d,
+        );
+        let targets = Tensor::<2, Int>::from_data([[1, 2, 2], [1, 1, 0]], &d);
+        let out = token_output(logits.clone(), targets);
+        let real = cross_entropy(
+            Tensor::<2>::from_data(
+                [
+                    [0.0, 3f32.ln(), 0.0],
+                    [1.0, 0.0, 0.0],
+                    [0.0, 0.0, 2.0],
+                    [0.0, 0.0, 0.0],
+                    [0.5, 0.5, 0.0],
+                ],
+                &d,
+            ),
+            Tensor::from_data([1, 2, 2, 1, 1], &d),
+        );
+        assert!((scalar(out.loss) - scalar(real)).abs() < 1e-6);
+        assert_eq!(out.logits.dims(), [2, 3, 3]);
+        assert_eq!(out.targets.dims(), [2, 3]);
     }
 }

@@ -54,6 +54,33 @@ impl RegressionOutput {
     }
 }
 
+/// The id every Kiln token vocabulary reserves for padding: no real token has it, so a target equal to it
+/// marks a padded step (burn's pad-aware cross-entropy and metrics skip it).
+pub const PAD_ID: u32 = 0;
+
+/// A sequence model's step: the mean loss over the real (unpadded) steps, every step's logits, and the
+/// targets with [`PAD_ID`] on padded steps.
+#[derive(Debug, Clone)]
+pub struct TokenOutput {
+    /// The batch loss, shape `[1]` (nats per real token).
+    pub loss: Tensor<1>,
+    /// Logits of every step, shape `[batch, steps, vocab]`.
+    pub logits: Tensor<3>,
+    /// Next-token targets, shape `[batch, steps]`, [`PAD_ID`] on padded steps.
+    pub targets: Tensor<2, Int>,
+}
+
+impl TokenOutput {
+    /// Bundles a step's loss, logits and padded targets.
+    pub fn new(loss: Tensor<1>, logits: Tensor<3>, targets: Tensor<2, Int>) -> Self {
+        Self {
+            loss,
+            logits,
+            targets,
+        }
+    }
+}
+
 /// The output of a step whose only figure is its loss (ranking losses of knowledge-graph embeddings, say).
 #[derive(Debug, Clone)]
 pub struct LossOutput {
@@ -75,6 +102,12 @@ impl StepOutput for RegressionOutput {
     }
 }
 
+impl StepOutput for TokenOutput {
+    fn loss(&self) -> Tensor<1> {
+        self.loss.clone()
+    }
+}
+
 impl StepOutput for LossOutput {
     fn loss(&self) -> Tensor<1> {
         self.loss.clone()
@@ -89,7 +122,8 @@ pub type BatchError = Box<dyn std::error::Error + Send + Sync>;
 pub trait Supervised: Module + ModuleDisplay + Display + 'static {
     /// The batch the model consumes.
     type Batch: Send + 'static;
-    /// What a step produces: [`ClassificationOutput`], [`RegressionOutput`] or [`LossOutput`].
+    /// What a step produces: [`ClassificationOutput`], [`RegressionOutput`], [`TokenOutput`] or
+    /// [`LossOutput`].
     type Output: StepOutput;
 
     /// Forward pass and loss on one batch (without any regularisation penalty).

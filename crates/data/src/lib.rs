@@ -40,7 +40,10 @@ pub use parallel::{
 };
 pub use split::train_valid_split;
 pub use tabular::{RegressionDataset, RegressionItem, Table};
-pub use text::{CharCorpus, CharVocab, TokenBatch, TokenBatcher, TokenSequence, TokenWindows};
+pub use text::{
+    CharCorpus, CharVocab, PAD_ID, TokenBatch, TokenBatcher, TokenSequence, TokenWindows,
+    UNKNOWN_ID,
+};
 
 use std::path::PathBuf;
 

@@ -150,8 +150,8 @@ pub fn split_bible_by_books(
     Ok(split)
 }
 
-/// Padding.
-pub const PAD_ID: u32 = 0;
+/// Padding (the id every Kiln token vocabulary reserves).
+pub use kiln_core::PAD_ID;
 /// A word not in the vocabulary.
 pub const UNK_ID: u32 = 1;
 /// Start of a target sentence (the decoder's first input).

@@ -10,11 +10,17 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The id of the unknown character (a character never seen in the training split) and of padding.
-pub const UNKNOWN_ID: u32 = 0;
+pub use kiln_core::PAD_ID;
 
-/// A character vocabulary: id 0 is the unknown character, ids 1… the characters of the training text in
-/// code-point order.
+/// The id of the unknown character (a character never seen in the training split). Padding has its own id,
+/// [`PAD_ID`], so that an unknown character in a test text is still scored.
+pub const UNKNOWN_ID: u32 = 1;
+
+/// Ids before the first character's: [`PAD_ID`] and [`UNKNOWN_ID`].
+const SPECIAL_IDS: u32 = 2;
+
+/// A character vocabulary: id 0 is padding, id 1 the unknown character, ids 2… the characters of the
+/// training text in code-point order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CharVocab {
     chars: Vec<char>,
@@ -30,14 +36,14 @@ impl CharVocab {
         let index = chars
             .iter()
             .enumerate()
-            .map(|(i, &c)| (c, i as u32 + 1))
+            .map(|(i, &c)| (c, i as u32 + SPECIAL_IDS))
             .collect();
         Self { chars, index }
     }
 
-    /// Number of ids, the unknown one included.
+    /// Number of ids, padding and the unknown one included.
     pub fn len(&self) -> usize {
-        self.chars.len() + 1
+        self.chars.len() + SPECIAL_IDS as usize
     }
 
     /// True when no character is known.
@@ -55,10 +61,10 @@ impl CharVocab {
         text.chars().map(|c| self.id(c)).collect()
     }
 
-    /// The character of `id` (`�` for the unknown id or an id out of range).
+    /// The character of `id` (`�` for padding, the unknown id or an id out of range).
     pub fn char(&self, id: u32) -> char {
         (id as usize)
-            .checked_sub(1)
+            .checked_sub(SPECIAL_IDS as usize)
             .and_then(|i| self.chars.get(i))
             .copied()
             .unwrap_or('\u{fffd}')
@@ -212,9 +218,9 @@ impl Dataset<TokenSequence> for TokenWindows {
 /// A batch of token sequences, padded to the longest one.
 #[derive(Debug, Clone)]
 pub struct TokenBatch {
-    /// Input ids, `[batch, steps]` (padding holds [`UNKNOWN_ID`]).
+    /// Input ids, `[batch, steps]` (padding holds [`PAD_ID`]).
     pub inputs: Tensor<2, Int>,
-    /// Next-token targets, `[batch, steps]`.
+    /// Next-token targets, `[batch, steps]` ([`PAD_ID`] on padding: the pad-aware loss skips those steps).
     pub targets: Tensor<2, Int>,
     /// `[batch, steps]`, `true` on real steps and `false` on padding.
     pub mask: Tensor<2, Bool>,
@@ -232,8 +238,8 @@ impl Batcher<TokenSequence, TokenBatch> for TokenBatcher {
             .map(|s| s.ids.len().saturating_sub(1))
             .max()
             .unwrap_or(0);
-        let mut inputs = vec![UNKNOWN_ID as i64; n * steps];
-        let mut targets = vec![UNKNOWN_ID as i64; n * steps];
+        let mut inputs = vec![PAD_ID as i64; n * steps];
+        let mut targets = vec![PAD_ID as i64; n * steps];
         let mut mask = vec![false; n * steps];
         for (row, seq) in items.iter().enumerate() {
             for (t, pair) in seq.ids.windows(2).enumerate() {
@@ -258,10 +264,17 @@ mod tests {
     #[test]
     fn vocabulary_round_trips_and_maps_unseen_characters_to_unknown() {
         let vocab = CharVocab::build("hello world");
-        assert_eq!(vocab.len(), 9); // 8 distinct + unknown
+        assert_eq!(vocab.len(), 10); // 8 distinct + padding + unknown
         assert_eq!(vocab.decode(&vocab.encode("hello")), "hello");
         assert_eq!(vocab.id('z'), UNKNOWN_ID);
         assert_eq!(vocab.char(UNKNOWN_ID), '\u{fffd}');
+        assert_eq!(vocab.char(PAD_ID), '\u{fffd}');
+        assert!(
+            vocab
+                .encode("hello world")
+                .iter()
+                .all(|&id| id != PAD_ID && id != UNKNOWN_ID)
+        );
     }
 
     #[test]
@@ -307,8 +320,8 @@ mod tests {
             .try_to_vec()
             .unwrap();
         let mask: Vec<bool> = batch.mask.into_data().try_to_vec().unwrap();
-        assert_eq!(inputs, vec![5, 6, 7, 9, 0, 0]);
-        assert_eq!(targets, vec![6, 7, 8, 10, 0, 0]);
+        assert_eq!(inputs, vec![5, 6, 7, 9, PAD_ID as i64, PAD_ID as i64]);
+        assert_eq!(targets, vec![6, 7, 8, 10, PAD_ID as i64, PAD_ID as i64]);
         assert_eq!(mask, vec![true, true, true, true, false, false]);
     }
 

@@ -281,23 +281,22 @@ impl Supervised for KgEmbedding {
     }
 }
 
-/// Filtered link-prediction scores.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct LinkPrediction {
-    /// Mean reciprocal rank over head and tail queries.
-    pub mrr: f64,
-    /// Fraction of queries ranking the answer first.
-    pub hits1: f64,
-    /// … in the top 3.
-    pub hits3: f64,
-    /// … in the top 10.
-    pub hits10: f64,
-    /// MRR of tail queries `(h, r, ?)` only.
-    pub tail_mrr: f64,
-    /// MRR of head queries `(?, r, t)` only.
-    pub head_mrr: f64,
-    /// Queries ranked (two per triple).
-    pub queries: usize,
+/// The filtered ranks of the true answers of link-prediction queries (1 for the best; ties count half),
+/// in the order of the triples asked about. The learner's rank metrics (`kiln_train::metrics`: MRR,
+/// Hits@k) turn them into figures.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LinkRanks {
+    /// Ranks of the tail queries `(h, r, ?)`.
+    pub tail: Vec<f64>,
+    /// Ranks of the head queries `(?, r, t)`.
+    pub head: Vec<f64>,
+}
+
+impl LinkRanks {
+    /// Every query's rank: the tail queries', then the head queries'.
+    pub fn all(&self) -> Vec<f64> {
+        self.tail.iter().chain(&self.head).copied().collect()
+    }
 }
 
 /// The filtered rank of candidate `answer` among `scores` (higher is better): 1 + the number of other
@@ -321,12 +320,12 @@ pub fn filtered_rank(scores: &[f32], answer: usize, filtered: &HashSet<u32>) -> 
 
 /// Ranks every triple of `triples` against all entities, as tail and as head, removing the other known true
 /// triples (`known`: usually train ∪ valid ∪ test) from the candidates.
-pub fn evaluate_link_prediction(
+pub fn link_prediction_ranks(
     model: &KgEmbedding,
     triples: &[Triple],
     known: &HashSet<Triple>,
     device: &Device,
-) -> Result<LinkPrediction, ModelError> {
+) -> Result<LinkRanks, ModelError> {
     let num = model.num_entities();
     let mut tail_ranks = Vec::with_capacity(triples.len());
     let mut head_ranks = Vec::with_capacity(triples.len());
@@ -378,19 +377,9 @@ pub fn evaluate_link_prediction(
             }
         }
     }
-    let all: Vec<f64> = tail_ranks.iter().chain(&head_ranks).copied().collect();
-    let mean = |xs: &[f64], f: &dyn Fn(f64) -> f64| {
-        xs.iter().map(|&r| f(r)).sum::<f64>() / xs.len().max(1) as f64
-    };
-    let hits = |k: f64| move |r: f64| if r <= k { 1.0 } else { 0.0 };
-    Ok(LinkPrediction {
-        mrr: mean(&all, &|r| 1.0 / r),
-        hits1: mean(&all, &hits(1.0)),
-        hits3: mean(&all, &hits(3.0)),
-        hits10: mean(&all, &hits(10.0)),
-        tail_mrr: mean(&tail_ranks, &|r| 1.0 / r),
-        head_mrr: mean(&head_ranks, &|r| 1.0 / r),
-        queries: all.len(),
+    Ok(LinkRanks {
+        tail: tail_ranks,
+        head: head_ranks,
     })
 }
 
@@ -438,12 +427,10 @@ mod tests {
         // known answer, so filtered rank 2. Query (?, 0, 1) with answer 0: 3, 2, 1 score higher → rank 4.
         let test = [t(0, 1)];
         let known = HashSet::from([t(0, 1), t(0, 3)]);
-        let scores = evaluate_link_prediction(&model, &test, &known, &device).unwrap();
-        assert_eq!(scores.queries, 2);
-        assert!((scores.tail_mrr - 1.0 / 2.0).abs() < 1e-12, "{scores:?}");
-        assert!((scores.head_mrr - 1.0 / 4.0).abs() < 1e-12, "{scores:?}");
-        assert!((scores.mrr - (0.5 + 0.25) / 2.0).abs() < 1e-12);
-        assert_eq!((scores.hits1, scores.hits3, scores.hits10), (0.0, 0.5, 1.0));
+        let ranks = link_prediction_ranks(&model, &test, &known, &device).unwrap();
+        assert_eq!(ranks.tail, vec![2.0]);
+        assert_eq!(ranks.head, vec![4.0]);
+        assert_eq!(ranks.all(), vec![2.0, 4.0]);
     }
 
     #[test]

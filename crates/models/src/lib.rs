@@ -33,7 +33,7 @@ pub mod transformer;
 pub use cnn::{Cnn, CnnConfig};
 pub use error::ModelError;
 pub use hooks::{HookedClassifier, Layer, LayerInputHook, NoHook};
-pub use kg::{KgEmbedding, KgEmbeddingConfig, KgScorer, LinkPrediction, evaluate_link_prediction};
+pub use kg::{KgEmbedding, KgEmbeddingConfig, KgScorer, LinkRanks, link_prediction_ranks};
 pub use linear_regression::{LinearRegression, LinearRegressionConfig};
 pub use logistic_regression::{LogisticRegression, LogisticRegressionConfig};
 pub use mlp::{Activation, Mlp, MlpConfig};

@@ -3,7 +3,7 @@
 
 use crate::ModelError;
 use burn::prelude::*;
-use kiln_core::{ClassificationOutput, loss};
+use kiln_core::{TokenOutput, loss};
 
 /// A language model that samples text from a prompt (token ids in, token ids out).
 pub trait TextGenerator {
@@ -18,44 +18,14 @@ pub trait TextGenerator {
     ) -> Result<Vec<u32>, ModelError>;
 }
 
-/// Mean cross-entropy (nats per token) over the steps where `valid` is `true`, with those steps' logits and
-/// targets for the metrics.
+/// Mean cross-entropy (nats per token) over the real steps — those whose target is not
+/// [`PAD_ID`](kiln_core::PAD_ID) — with every step's logits and target for the pad-aware metrics. Computed
+/// on the device (burn's pad-aware loss); no mask is read back.
 ///
 /// # Shapes
-/// - `logits`: `[batch, steps, vocab]`; `targets` and `valid`: `[batch, steps]`
-pub(crate) fn masked_token_output(
-    model: &'static str,
-    logits: Tensor<3>,
-    targets: Tensor<2, Int>,
-    valid: Tensor<2, Bool>,
-) -> Result<ClassificationOutput, ModelError> {
-    let [b, t, vocab] = logits.dims();
-    let logits = logits.reshape([b * t, vocab]);
-    let targets = targets.reshape([b * t]);
-    let flags: Vec<bool> = valid
-        .reshape([b * t])
-        .into_data()
-        .try_to_vec()
-        .map_err(|e| ModelError::ReadBack {
-            model,
-            what: "mask",
-            message: format!("{e:?}"),
-        })?;
-    if flags.iter().all(|&v| v) {
-        return Ok(loss::classification_output(logits, targets));
-    }
-    let rows: Vec<i64> = (0..flags.len())
-        .filter(|&i| flags[i])
-        .map(|i| i as i64)
-        .collect();
-    let rows = Tensor::<1, Int>::from_data(
-        TensorData::new(rows.clone(), [rows.len()]),
-        &logits.device(),
-    );
-    Ok(loss::classification_output(
-        logits.select(0, rows.clone()),
-        targets.select(0, rows),
-    ))
+/// - `logits`: `[batch, steps, vocab]`; `targets`: `[batch, steps]`
+pub(crate) fn padded_token_output(logits: Tensor<3>, targets: Tensor<2, Int>) -> TokenOutput {
+    loss::token_output(logits, targets)
 }
 
 /// Draws a token id from softmax(`logits` / `temperature`) (`logits`: `[vocab]`) with `rng`.

@@ -177,7 +177,7 @@ impl Bench<'_> {
             &device,
             1.0,
         )?
-        .accuracy())
+        .accuracy()?)
     }
 
     /// Eight batches of 256 training images (the first 2,048) to calibrate activation ranges on.

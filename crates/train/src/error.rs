@@ -66,6 +66,22 @@ pub enum TrainError {
         /// The checkpoint folder searched.
         dir: PathBuf,
     },
+    /// A metric could not read its inputs back from the device.
+    #[error("metric {metric}: {message}")]
+    Metric {
+        /// The metric's name.
+        metric: String,
+        /// The read-back error.
+        message: String,
+    },
+    /// An evaluation was asked for a metric it did not compute.
+    #[error("no metric `{name}` in this evaluation; it has: {available}")]
+    MissingMetric {
+        /// The name asked for.
+        name: String,
+        /// The metrics it has.
+        available: String,
+    },
     /// burn-train stopped with an error.
     #[error("training failed: {0}")]
     Training(String),

@@ -1,116 +1,206 @@
-//! Test-set scores: accuracy for classifiers; RMSE and R² for regressors (in the target's original units).
+//! Test-set evaluation on burn-train's [`Metric`]s: the metrics a model's output registers for validation
+//! inside `fit` ([`LearnerOutput::test_metrics`]) run over a test loader, and their split-wide values come
+//! back by name as an [`Evaluation`].
+//!
+//! burn-train's own `Evaluator` renders and logs to files but returns no values, so this module drives the
+//! metrics itself: each batch's output is adapted to every metric's input ([`Adaptor`]) and `update`d, and
+//! each metric's `final_value` is read once at the end.
 
 use crate::TrainError;
 use crate::step::LearnerOutput;
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder, Progress};
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
+use burn::tensor::TensorReadError;
+use burn::train::metric::{Adaptor, Metric, MetricMetadata, Numeric};
 use kiln_core::Supervised;
-use kiln_core::{ClassificationOutput, RegressionOutput};
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Running scores over the batches of a split.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Scores {
-    /// Items seen.
-    pub count: usize,
-    /// Sum over batches of `loss × batch size`.
-    pub loss_sum: f64,
-    /// Correct predictions (classifiers).
-    pub correct: usize,
-    /// Sum of squared errors, in model units (regressors).
-    pub sse: f64,
-    /// Sum of targets (regressors).
-    pub target_sum: f64,
-    /// Sum of squared targets (regressors).
-    pub target_sq_sum: f64,
-    /// Multiplier from model units back to the target's units (the target standardiser's std), so that
-    /// RMSE is reported in the data's own units. R² does not depend on it.
-    pub target_scale: f64,
+/// A metric the evaluator drives without knowing its input type: any burn-train [`Metric`] +
+/// [`Numeric`] whose input the item `I` adapts to.
+trait ErasedMetric<I>: Send {
+    fn name(&self) -> String;
+    fn update(&mut self, item: &I, metadata: &MetricMetadata) -> Result<(), TensorReadError>;
+    fn finish(&mut self) -> Result<f64, TensorReadError>;
 }
 
-impl Scores {
-    /// Empty scores; `target_scale` converts regression errors back to the data's units (1 if the targets
-    /// were not standardised).
-    pub fn new(target_scale: f64) -> Self {
+struct Adapted<M>(M);
+
+impl<I, M> ErasedMetric<I> for Adapted<M>
+where
+    M: Metric + Numeric,
+    I: Adaptor<M::Input>,
+{
+    fn name(&self) -> String {
+        self.0.name().to_string()
+    }
+
+    fn update(&mut self, item: &I, metadata: &MetricMetadata) -> Result<(), TensorReadError> {
+        self.0.update(&item.adapt(), metadata).map(|_| ())
+    }
+
+    fn finish(&mut self) -> Result<f64, TensorReadError> {
+        self.0.compute()?;
+        Ok(self.0.final_value().current())
+    }
+}
+
+/// The metrics to compute over a split, for items of type `I` (a model's burn-train output).
+pub struct Metrics<I> {
+    list: Vec<Box<dyn ErasedMetric<I>>>,
+    batches: usize,
+}
+
+impl<I> Default for Metrics<I> {
+    fn default() -> Self {
         Self {
-            target_scale,
-            ..Self::default()
+            list: Vec::new(),
+            batches: 0,
         }
     }
+}
 
-    /// Adds a classification batch.
-    pub fn add_classification(&mut self, out: &ClassificationOutput) {
-        let n = out.targets.dims()[0];
-        let predicted = out.output.clone().argmax(1).reshape([n]);
-        let correct = predicted
-            .equal(out.targets.clone())
-            .int()
-            .sum()
-            .into_scalar::<i64>();
-        self.correct += correct as usize;
-        self.add_loss(&out.loss, n);
+impl<I: 'static> Metrics<I> {
+    /// No metrics yet.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Adds a regression batch.
-    pub fn add_regression(&mut self, out: &RegressionOutput) {
-        let n = out.targets.dims()[0];
-        let err = (out.output.clone() - out.targets.clone()).square().sum();
-        self.sse += err.into_scalar::<f64>();
-        self.target_sum += out.targets.clone().sum().into_scalar::<f64>();
-        self.target_sq_sum += out.targets.clone().square().sum().into_scalar::<f64>();
-        self.add_loss(&out.loss, n);
+    /// Adds `metric` (its name must be unique in the set; a later one of the same name replaces the
+    /// figure of an earlier one).
+    pub fn with<M>(mut self, metric: M) -> Self
+    where
+        M: Metric + Numeric + 'static,
+        I: Adaptor<M::Input>,
+    {
+        self.list.push(Box::new(Adapted(metric)));
+        self
     }
 
-    /// Adds a batch of `n` items whose mean loss is `loss`.
-    pub fn add_loss(&mut self, loss: &Tensor<1>, n: usize) {
-        self.loss_sum += loss.clone().into_scalar::<f64>() * n as f64;
-        self.count += n;
+    /// Adds one batch; `progress` (the loader's, after this batch) is passed on to the metrics.
+    pub fn update(&mut self, item: &I, progress: Progress) -> Result<(), TrainError> {
+        self.batches += 1;
+        let metadata = MetricMetadata {
+            progress,
+            iteration: Some(self.batches),
+            lr: None,
+        };
+        for metric in &mut self.list {
+            metric
+                .update(item, &metadata)
+                .map_err(|e| TrainError::Metric {
+                    metric: metric.name(),
+                    message: format!("{e:?}"),
+                })?;
+        }
+        Ok(())
     }
 
-    /// Mean loss per item.
-    pub fn loss(&self) -> f64 {
-        self.loss_sum / self.count.max(1) as f64
-    }
-
-    /// Fraction of correct predictions.
-    pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.count.max(1) as f64
-    }
-
-    /// Root mean squared error, in the target's original units.
-    pub fn rmse(&self) -> f64 {
-        (self.sse / self.count.max(1) as f64).sqrt() * self.target_scale
-    }
-
-    /// Coefficient of determination, `1 - SSE / SST` with SST about this split's own mean.
-    pub fn r2(&self) -> f64 {
-        let n = self.count.max(1) as f64;
-        let sst = self.target_sq_sum - self.target_sum * self.target_sum / n;
-        1.0 - self.sse / sst
+    /// Every metric's value over all the batches added.
+    pub fn finish(mut self) -> Result<Evaluation, TrainError> {
+        let mut figures = BTreeMap::new();
+        for metric in &mut self.list {
+            let value = metric.finish().map_err(|e| TrainError::Metric {
+                metric: metric.name(),
+                message: format!("{e:?}"),
+            })?;
+            figures.insert(metric.name(), value);
+        }
+        Ok(Evaluation { figures })
     }
 }
 
-/// Scores `model` on every batch of `loader` (no gradients are tracked: pass a model on a plain device).
+/// The split-wide values of a set of [`Metrics`], by metric name (the constants of [`crate::metrics`],
+/// or burn's names for its own metrics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    figures: BTreeMap<String, f64>,
+}
+
+impl Evaluation {
+    /// The value of metric `name`, or an error naming the metrics this evaluation has.
+    pub fn get(&self, name: &str) -> Result<f64, TrainError> {
+        self.figures
+            .get(name)
+            .copied()
+            .ok_or_else(|| TrainError::MissingMetric {
+                name: name.to_string(),
+                available: self.figures.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// The mean loss per item ([`LOSS`](crate::metrics::LOSS)).
+    pub fn loss(&self) -> Result<f64, TrainError> {
+        self.get(crate::metrics::LOSS)
+    }
+
+    /// The fraction of correct predictions, 0–1 (burn's [`ACCURACY`](crate::metrics::ACCURACY) metric
+    /// is in percent).
+    pub fn accuracy(&self) -> Result<f64, TrainError> {
+        Ok(self.get(crate::metrics::ACCURACY)? / 100.0)
+    }
+
+    /// The number of items scored ([`ITEMS`](crate::metrics::ITEMS)): rows, or real tokens.
+    pub fn items(&self) -> Result<usize, TrainError> {
+        Ok(self.get(crate::metrics::ITEMS)? as usize)
+    }
+
+    /// The coefficient of determination ([`R2`](crate::metrics::R2)).
+    pub fn r2(&self) -> Result<f64, TrainError> {
+        self.get(crate::metrics::R2)
+    }
+
+    /// The root mean squared error in the data's units ([`RMSE`](crate::metrics::RMSE)).
+    pub fn rmse(&self) -> Result<f64, TrainError> {
+        self.get(crate::metrics::RMSE)
+    }
+
+    /// Every figure, by name.
+    pub fn figures(&self) -> &BTreeMap<String, f64> {
+        &self.figures
+    }
+}
+
+/// Evaluates `model` on every batch of `loader` with `metrics` (no gradients are tracked: pass a model on
+/// a plain device).
+pub fn evaluate_with<M: Supervised>(
+    model: &M,
+    loader: Arc<dyn DataLoader<M::Batch>>,
+    mut metrics: Metrics<<M::Output as LearnerOutput>::Item>,
+) -> Result<Evaluation, TrainError>
+where
+    M::Output: LearnerOutput,
+{
+    let mut iterator = loader.iter();
+    while let Some(batch) = iterator.next() {
+        let batch = batch.map_err(|e| TrainError::Dataset(e.to_string()))?;
+        let item = model.forward_step(batch).into_item();
+        metrics.update(&item, iterator.progress())?;
+    }
+    metrics.finish()
+}
+
+/// Evaluates `model` on every batch of `loader` with the metrics its output registers for validation
+/// ([`LearnerOutput::test_metrics`]); `target_scale` converts regression errors back to the data's units
+/// (1 if the targets were not standardised).
 pub fn evaluate<M: Supervised>(
     model: &M,
     loader: Arc<dyn DataLoader<M::Batch>>,
     target_scale: f64,
-) -> Result<Scores, TrainError>
+) -> Result<Evaluation, TrainError>
 where
     M::Output: LearnerOutput,
 {
-    let mut scores = Scores::new(target_scale);
-    for batch in loader.iter() {
-        let batch = batch.map_err(|e| TrainError::Dataset(e.to_string()))?;
-        model.forward_step(batch).score(&mut scores);
-    }
-    Ok(scores)
+    evaluate_with(
+        model,
+        loader,
+        <M::Output as LearnerOutput>::test_metrics(target_scale),
+    )
 }
 
-/// Scores `model` on a whole dataset, batching it with `batcher` on `device` (a plain device).
+/// [`evaluate`] on a whole dataset, batched with `batcher` on `device` (a plain device).
 pub fn evaluate_dataset<M, I, B, D>(
     model: &M,
     data: D,
@@ -118,7 +208,7 @@ pub fn evaluate_dataset<M, I, B, D>(
     batch_size: usize,
     device: &Device,
     target_scale: f64,
-) -> Result<Scores, TrainError>
+) -> Result<Evaluation, TrainError>
 where
     M: Supervised,
     M::Output: LearnerOutput,
@@ -137,27 +227,88 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{ACCURACY, ITEMS, LOSS, PERPLEXITY, R2, RMSE};
+    use kiln_core::{ClassificationOutput, RegressionOutput};
+
+    fn evaluate_items<O: LearnerOutput>(outputs: Vec<O>, target_scale: f64) -> Evaluation {
+        let mut metrics = O::test_metrics(target_scale);
+        let total = outputs.len();
+        for (i, out) in outputs.into_iter().enumerate() {
+            let progress = Progress {
+                items_processed: i + 1,
+                items_total: total,
+                unit: None,
+            };
+            metrics.update(&out.into_item(), progress).unwrap();
+        }
+        metrics.finish().unwrap()
+    }
 
     #[test]
-    fn accuracy_rmse_and_r2_from_known_batches() {
+    fn accuracy_and_loss_are_means_over_items_not_batches() {
         let d = Device::flex();
-        let mut s = Scores::new(2.0);
-        s.add_classification(&ClassificationOutput::new(
-            Tensor::from_data([0.5], &d),
-            Tensor::from_data([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], &d),
-            Tensor::from_data([1, 1, 1], &d),
-        ));
-        assert!((s.accuracy() - 2.0 / 3.0).abs() < 1e-12);
-        assert!((s.loss() - 0.5).abs() < 1e-6);
+        let e = evaluate_items(
+            vec![
+                ClassificationOutput::new(
+                    Tensor::from_data([0.5], &d),
+                    Tensor::from_data([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], &d),
+                    Tensor::from_data([1, 1, 1], &d),
+                ),
+                ClassificationOutput::new(
+                    Tensor::from_data([2.0], &d),
+                    Tensor::from_data([[0.1, 0.9]], &d),
+                    Tensor::from_data([0], &d),
+                ),
+            ],
+            1.0,
+        );
+        assert!(
+            (e.get(ACCURACY).unwrap() - 50.0).abs() < 1e-12,
+            "burn's accuracy is in percent"
+        );
+        assert!((e.accuracy().unwrap() - 2.0 / 4.0).abs() < 1e-12);
+        // (0.5·3 + 2·1) / 4, not (0.5 + 2) / 2.
+        assert!((e.get(LOSS).unwrap() - 3.5 / 4.0).abs() < 1e-6);
+        assert_eq!(e.get(ITEMS).unwrap(), 4.0);
+        let missing = e.get("BLEU").unwrap_err().to_string();
+        assert!(
+            missing.contains("BLEU") && missing.contains(ACCURACY),
+            "{missing}"
+        );
+    }
 
-        let mut r = Scores::new(2.0);
-        r.add_regression(&RegressionOutput::new(
-            Tensor::from_data([1.0], &d),
-            Tensor::from_data([[1.0], [2.0], [4.0]], &d),
-            Tensor::from_data([[1.0], [3.0], [5.0]], &d),
-        ));
+    #[test]
+    fn rmse_is_in_the_data_units_and_r2_about_the_split_mean() {
+        let d = Device::flex();
+        let e = evaluate_items(
+            vec![RegressionOutput::new(
+                Tensor::from_data([1.0], &d),
+                Tensor::from_data([[1.0], [2.0], [4.0]], &d),
+                Tensor::from_data([[1.0], [3.0], [5.0]], &d),
+            )],
+            2.0,
+        );
         // SSE 2 over 3 items; targets mean 3, SST 8.
-        assert!((r.rmse() - 2.0 * (2.0f64 / 3.0).sqrt()).abs() < 1e-6);
-        assert!((r.r2() - (1.0 - 2.0 / 8.0)).abs() < 1e-6);
+        assert!((e.get(RMSE).unwrap() - 2.0 * (2.0f64 / 3.0).sqrt()).abs() < 1e-6);
+        assert!((e.get(R2).unwrap() - (1.0 - 2.0 / 8.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn padded_steps_count_nowhere() {
+        let d = Device::flex();
+        // The padded step (target PAD_ID) has PAD_ID as its argmax: it must count neither as an item nor
+        // towards accuracy.
+        let logits =
+            Tensor::<3>::from_data([[[0.1, 0.9, 0.0], [0.1, 0.0, 0.9], [0.9, 0.0, 0.1]]], &d);
+        let targets = Tensor::<2, Int>::from_data([[1, 1, 0]], &d);
+        let e = evaluate_items(
+            vec![kiln_core::loss::token_output(logits.clone(), targets)],
+            1.0,
+        );
+        assert_eq!(e.get(ITEMS).unwrap(), 2.0);
+        assert!((e.accuracy().unwrap() - 0.5).abs() < 1e-12);
+        // Perplexity is exp of the mean loss over the same real steps.
+        let ppl = e.get(PERPLEXITY).unwrap();
+        assert!((ppl.ln() - e.get(LOSS).unwrap()).abs() < 1e-5, "{ppl}");
     }
 }

@@ -4,6 +4,7 @@
 use crate::compute_pool::on_compute_pool;
 use crate::epoch_loader::EpochLoader;
 use crate::history::{Divergence, EpochCsvLogger, History};
+use crate::metrics::MeanLossMetric;
 use crate::renderer::QuietRenderer;
 use crate::step::{LearnerOutput, Regularized};
 use crate::{LrSchedule, OptimizerConfig, Regularization, TrainError, curves};
@@ -13,7 +14,6 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::prelude::Device;
 use burn::train::logger::FileMetricLogger;
-use burn::train::metric::LossMetric;
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
 use kiln_core::Supervised;
@@ -304,7 +304,7 @@ where
         }
         if let Some(patience) = config.early_stopping_patience {
             training = training.early_stopping(MetricEarlyStoppingStrategy::new(
-                &LossMetric::new(),
+                &MeanLossMetric::new(),
                 Aggregate::Mean,
                 Direction::Lowest,
                 Split::Valid,

@@ -9,7 +9,9 @@
 //!   Adam and AdamW with each update as one pass on flex);
 //! - [`learner`]: `fit` (train / validate, early stopping, checkpoints, resume, best-epoch restore);
 //!   [`epoch_loader`]: its training loader, whose epochs depend only on (seed, epoch), so resuming is exact;
-//! - [`evaluate`]: test-set scores (accuracy, RMSE, R²); [`bleu`]: corpus BLEU as sacreBLEU computes it;
+//! - [`metrics`]: the burn-train metrics burn lacks (item-weighted loss, RMSE, R², MRR, Hits@k, corpus
+//!   BLEU), logged for validation by `fit`; [`evaluate`]: the same metrics over a test set, by name;
+//!   [`bleu`]: corpus BLEU as sacreBLEU computes it;
 //! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves;
 //! - [`report`]: the `report.json` schema shared by `cargo xtask train-all` and `train`;
 //! - [`device`]: the run-time choice of backend; [`compute_pool`]: training loops run on rayon's pool.
@@ -25,6 +27,7 @@ pub mod evaluate;
 pub mod fused_adam;
 pub mod history;
 pub mod learner;
+pub mod metrics;
 pub mod optim;
 pub mod regularization;
 mod renderer;
@@ -34,9 +37,10 @@ pub mod step;
 pub use bleu::{Bleu, corpus_bleu};
 pub use device::DeviceChoice;
 pub use error::TrainError;
-pub use evaluate::{Scores, evaluate, evaluate_dataset};
+pub use evaluate::{Evaluation, Metrics, evaluate, evaluate_dataset, evaluate_with};
 pub use kiln_core::{
-    ClassificationOutput, LossOutput, RegressionOutput, StepOutput, Supervised, loss,
+    ClassificationOutput, LossOutput, PAD_ID, RegressionOutput, StepOutput, Supervised,
+    TokenOutput, loss,
 };
 pub use learner::{Dashboard, FitOutcome, RunOptions, TrainingConfig, fit, fit_with_batchers};
 pub use optim::{LrSchedule, OptimizerConfig};

@@ -2,15 +2,20 @@
 //! wrapper with the L1/L2 penalty that burn-train actually trains.
 
 use crate::Regularization;
-use crate::evaluate::Scores;
+use crate::evaluate::Metrics;
+use crate::metrics::{
+    ItemCountMetric, MeanLossInput, MeanLossMetric, R2Metric, RegressionInput, RmseMetric,
+};
 use burn::module::Module;
 use burn::prelude::*;
-use burn::train::metric::{AccuracyMetric, Adaptor, LossInput, LossMetric};
+use burn::train::metric::{AccuracyMetric, Adaptor, LossInput, PerplexityMetric};
 use burn::train::{InferenceStep, ItemLazy, SupervisedTraining, TrainOutput, TrainStep};
-use kiln_core::{ClassificationOutput, LossOutput, RegressionOutput, StepOutput, Supervised};
+use kiln_core::{
+    ClassificationOutput, LossOutput, PAD_ID, RegressionOutput, StepOutput, Supervised, TokenOutput,
+};
 
-/// A step output the learner can train on and score: what burn-train receives, and how a test set is
-/// scored. Implemented for the outputs of `kiln-core`.
+/// A step output the learner can train on and score: what burn-train receives, the metrics validation
+/// logs, and the same metrics (and a few more) for a test set. Implemented for the outputs of `kiln-core`.
 pub trait LearnerOutput: StepOutput {
     /// burn-train's form of the output (what its metrics adapt).
     type Item: ItemLazy + Send + 'static;
@@ -18,10 +23,12 @@ pub trait LearnerOutput: StepOutput {
     /// The output as burn-train receives it.
     fn into_item(self) -> Self::Item;
 
-    /// Adds this batch to running test scores.
-    fn score(&self, scores: &mut Scores);
+    /// The metrics a test set is scored with: those [`register_metrics`](Self::register_metrics) logs
+    /// for training and validation, plus the item count (and RMSE in the data's units for regressors,
+    /// `target_scale` being the target standardiser's std).
+    fn test_metrics(target_scale: f64) -> Metrics<Self::Item>;
 
-    /// Registers the burn-train metrics that fit this output (loss, plus accuracy for classifiers).
+    /// Registers the metrics logged for training and validation.
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
     where
         L: burn::train::LearnerModel
@@ -36,8 +43,12 @@ impl LearnerOutput for ClassificationOutput {
         burn::train::ClassificationOutput::new(self.loss, self.output, self.targets)
     }
 
-    fn score(&self, scores: &mut Scores) {
-        scores.add_classification(self);
+    fn test_metrics(_: f64) -> Metrics<Self::Item> {
+        let (loss, accuracy) = classification_metrics();
+        Metrics::new()
+            .with(loss)
+            .with(accuracy)
+            .with(ItemCountMetric::new())
     }
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
@@ -46,7 +57,18 @@ impl LearnerOutput for ClassificationOutput {
             + TrainStep<Output = Self::Item>
             + InferenceStep<Output = Self::Item>,
     {
-        training.metrics((LossMetric::new(), AccuracyMetric::new()))
+        training.metrics(classification_metrics())
+    }
+}
+
+/// Loss and accuracy.
+fn classification_metrics() -> (MeanLossMetric, AccuracyMetric) {
+    (MeanLossMetric::new(), AccuracyMetric::new())
+}
+
+impl Adaptor<MeanLossInput> for burn::train::ClassificationOutput {
+    fn adapt(&self) -> MeanLossInput {
+        MeanLossInput::new(self.loss.clone(), self.targets.dims()[0])
     }
 }
 
@@ -57,8 +79,13 @@ impl LearnerOutput for RegressionOutput {
         burn::train::RegressionOutput::new(self.loss, self.output, self.targets)
     }
 
-    fn score(&self, scores: &mut Scores) {
-        scores.add_regression(self);
+    fn test_metrics(target_scale: f64) -> Metrics<Self::Item> {
+        let (loss, r2) = regression_metrics();
+        Metrics::new()
+            .with(loss)
+            .with(r2)
+            .with(RmseMetric::new(target_scale))
+            .with(ItemCountMetric::new())
     }
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
@@ -67,7 +94,66 @@ impl LearnerOutput for RegressionOutput {
             + TrainStep<Output = Self::Item>
             + InferenceStep<Output = Self::Item>,
     {
-        training.metrics((LossMetric::new(),))
+        training.metrics(regression_metrics())
+    }
+}
+
+/// Loss and R² (RMSE needs the target's scale, which only the test evaluation knows).
+fn regression_metrics() -> (MeanLossMetric, R2Metric) {
+    (MeanLossMetric::new(), R2Metric::new())
+}
+
+impl Adaptor<MeanLossInput> for burn::train::RegressionOutput {
+    fn adapt(&self) -> MeanLossInput {
+        MeanLossInput::new(self.loss.clone(), self.targets.dims()[0])
+    }
+}
+
+impl Adaptor<RegressionInput> for burn::train::RegressionOutput {
+    fn adapt(&self) -> RegressionInput {
+        RegressionInput::new(self.output.clone(), self.targets.clone())
+    }
+}
+
+impl LearnerOutput for TokenOutput {
+    type Item = burn::train::SequenceOutput;
+
+    fn into_item(self) -> Self::Item {
+        burn::train::SequenceOutput::new(self.loss, self.logits, None, self.targets)
+    }
+
+    fn test_metrics(_: f64) -> Metrics<Self::Item> {
+        let (loss, accuracy, perplexity) = token_metrics();
+        Metrics::new()
+            .with(loss)
+            .with(accuracy)
+            .with(perplexity)
+            .with(ItemCountMetric::new())
+    }
+
+    /// Loss (nats per real token), accuracy and perplexity, all over the real (non-[`PAD_ID`]) steps only.
+    fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
+    where
+        L: burn::train::LearnerModel
+            + TrainStep<Output = Self::Item>
+            + InferenceStep<Output = Self::Item>,
+    {
+        training.metrics(token_metrics())
+    }
+}
+
+/// Loss, accuracy and perplexity over the real steps.
+fn token_metrics() -> (MeanLossMetric, AccuracyMetric, PerplexityMetric) {
+    (
+        MeanLossMetric::new(),
+        AccuracyMetric::new().with_pad_token(PAD_ID as usize),
+        PerplexityMetric::new().with_pad_token(PAD_ID as usize),
+    )
+}
+
+impl Adaptor<MeanLossInput> for burn::train::SequenceOutput {
+    fn adapt(&self) -> MeanLossInput {
+        MeanLossInput::tokens(self.loss.clone(), self.targets.clone())
     }
 }
 
@@ -76,11 +162,19 @@ impl LearnerOutput for RegressionOutput {
 pub struct LossItem {
     /// The batch loss, shape `[1]`.
     pub loss: Tensor<1>,
+    /// Items the loss averages over.
+    pub items: usize,
 }
 
 impl Adaptor<LossInput> for LossItem {
     fn adapt(&self) -> LossInput {
         LossInput::new(self.loss.clone())
+    }
+}
+
+impl Adaptor<MeanLossInput> for LossItem {
+    fn adapt(&self) -> MeanLossInput {
+        MeanLossInput::new(self.loss.clone(), self.items)
     }
 }
 
@@ -90,6 +184,7 @@ impl ItemLazy for LossItem {
         self.loss.device().flush()?;
         Ok(Self {
             loss: self.loss.without_autodiff(),
+            items: self.items,
         })
     }
 }
@@ -98,11 +193,16 @@ impl LearnerOutput for LossOutput {
     type Item = LossItem;
 
     fn into_item(self) -> Self::Item {
-        LossItem { loss: self.loss }
+        LossItem {
+            loss: self.loss,
+            items: self.items,
+        }
     }
 
-    fn score(&self, scores: &mut Scores) {
-        scores.add_loss(&self.loss, self.items);
+    fn test_metrics(_: f64) -> Metrics<Self::Item> {
+        Metrics::new()
+            .with(MeanLossMetric::new())
+            .with(ItemCountMetric::new())
     }
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
@@ -111,7 +211,7 @@ impl LearnerOutput for LossOutput {
             + TrainStep<Output = Self::Item>
             + InferenceStep<Output = Self::Item>,
     {
-        training.metrics((LossMetric::new(),))
+        training.metrics((MeanLossMetric::new(),))
     }
 }
 

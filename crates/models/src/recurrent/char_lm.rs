@@ -3,11 +3,11 @@
 
 use super::layer::{CellKind, Recurrent, RecurrentConfig, RecurrentState};
 use crate::check;
-use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample_logits};
+use crate::next_token::{TextGenerator, check_token_range, padded_token_output, sample_logits};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_core::{BatchError, ClassificationOutput, Supervised};
+use kiln_core::{BatchError, Supervised, TokenOutput};
 use kiln_data::TokenBatch;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -98,9 +98,9 @@ impl CharLm {
 
     /// Mean cross-entropy (nats per token) over the real steps of a batch, with the logits and targets of
     /// those steps for the metrics.
-    pub fn try_step(&self, batch: TokenBatch) -> Result<ClassificationOutput, ModelError> {
-        let (logits, _) = self.try_forward(batch.inputs, None, Some(batch.mask.clone()))?;
-        masked_token_output("char_lm", logits, batch.targets, batch.mask)
+    pub fn try_step(&self, batch: TokenBatch) -> Result<TokenOutput, ModelError> {
+        let (logits, _) = self.try_forward(batch.inputs, None, Some(batch.mask))?;
+        Ok(padded_token_output(logits, batch.targets))
     }
 
     /// Samples `length` tokens after `prompt` (which must not be empty): each step draws from
@@ -157,9 +157,9 @@ impl TextGenerator for CharLm {
 
 impl Supervised for CharLm {
     type Batch = TokenBatch;
-    type Output = ClassificationOutput;
+    type Output = TokenOutput;
 
-    fn forward_step(&self, batch: TokenBatch) -> ClassificationOutput {
+    fn forward_step(&self, batch: TokenBatch) -> TokenOutput {
         self.try_step(batch).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -227,7 +227,15 @@ mod tests {
         let both = lm
             .try_step(TokenBatcher.batch(vec![long.clone(), short.clone()], &device))
             .unwrap();
-        assert_eq!(both.targets.dims(), [6], "4 + 2 real steps");
+        assert_eq!(both.targets.dims(), [2, 4], "padded to the longer sequence");
+        let real = both
+            .targets
+            .clone()
+            .not_equal_elem(kiln_core::PAD_ID as i64)
+            .int()
+            .sum()
+            .into_scalar::<i64>();
+        assert_eq!(real, 6, "4 + 2 real steps");
         let alone = |s: TokenSequence| {
             lm.try_step(TokenBatcher.batch(vec![s], &device))
                 .unwrap()

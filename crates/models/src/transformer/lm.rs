@@ -10,11 +10,11 @@
 use super::cache::DecodingCache;
 use super::stack::{EncoderStack, EncoderStackConfig};
 use crate::check;
-use crate::next_token::{TextGenerator, check_token_range, masked_token_output, sample_logits};
+use crate::next_token::{TextGenerator, check_token_range, padded_token_output, sample_logits};
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use kiln_core::{BatchError, ClassificationOutput, Supervised};
+use kiln_core::{BatchError, Supervised, TokenOutput};
 use kiln_data::TokenBatch;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -89,9 +89,9 @@ impl TransformerLm {
     }
 
     /// The step's loss (nats per token over real steps) with the logits and targets for the metrics.
-    pub fn try_step(&self, batch: TokenBatch) -> Result<ClassificationOutput, ModelError> {
-        let logits = self.try_forward(batch.inputs, Some(batch.mask.clone()))?;
-        masked_token_output("transformer_lm", logits, batch.targets, batch.mask)
+    pub fn try_step(&self, batch: TokenBatch) -> Result<TokenOutput, ModelError> {
+        let logits = self.try_forward(batch.inputs, Some(batch.mask))?;
+        Ok(padded_token_output(logits, batch.targets))
     }
 
     /// Feeds the tokens of `text` that `cache` has not seen (at least one) and returns the next-token logits
@@ -193,9 +193,9 @@ impl TextGenerator for TransformerLm {
 
 impl Supervised for TransformerLm {
     type Batch = TokenBatch;
-    type Output = ClassificationOutput;
+    type Output = TokenOutput;
 
-    fn forward_step(&self, batch: TokenBatch) -> ClassificationOutput {
+    fn forward_step(&self, batch: TokenBatch) -> TokenOutput {
         self.try_step(batch).unwrap_or_else(|e| panic!("{e}"))
     }
 

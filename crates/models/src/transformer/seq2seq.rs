@@ -6,12 +6,12 @@
 use super::cache::DecodingCache;
 use super::stack::{DecoderStack, EncoderStack, EncoderStackConfig};
 use crate::check;
-use crate::next_token::{check_token_range, masked_token_output};
+use crate::next_token::{check_token_range, padded_token_output};
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use kiln_core::{BatchError, ClassificationOutput, Supervised};
+use kiln_core::{BatchError, Supervised, TokenOutput};
 use kiln_data::PairBatch;
 use kiln_data::parallel::{BOS_ID, EOS_ID};
 
@@ -137,20 +137,15 @@ impl Seq2Seq {
     }
 
     /// The teacher-forced loss (nats per target token over real steps) with logits and targets for metrics.
-    pub fn try_step(&self, batch: PairBatch) -> Result<ClassificationOutput, ModelError> {
+    pub fn try_step(&self, batch: PairBatch) -> Result<TokenOutput, ModelError> {
         let memory = self.encode(batch.source, batch.source_valid.clone())?;
         let logits = self.decode(
             batch.target_in,
-            Some(batch.target_valid.clone()),
+            Some(batch.target_valid),
             memory,
             batch.source_valid,
         )?;
-        masked_token_output(
-            "transformer_seq2seq",
-            logits,
-            batch.target_out,
-            batch.target_valid,
-        )
+        Ok(padded_token_output(logits, batch.target_out))
     }
 
     /// Next-token logits (`[rows, target_vocab]`) after feeding each row's newest token (`last`), the
@@ -332,9 +327,9 @@ impl Seq2Seq {
 
 impl Supervised for Seq2Seq {
     type Batch = PairBatch;
-    type Output = ClassificationOutput;
+    type Output = TokenOutput;
 
-    fn forward_step(&self, batch: PairBatch) -> ClassificationOutput {
+    fn forward_step(&self, batch: PairBatch) -> TokenOutput {
         self.try_step(batch).unwrap_or_else(|e| panic!("{e}"))
     }
 

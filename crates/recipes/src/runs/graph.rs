@@ -5,8 +5,9 @@ use crate::recipe::{Hyper, Recipe};
 use anyhow::{Context, bail};
 use burn::data::dataset::InMemDataset;
 use kiln_data::{KnowledgeGraph, TripleBatcher};
-use kiln_models::{KgEmbeddingConfig, evaluate_link_prediction};
+use kiln_models::{KgEmbeddingConfig, link_prediction_ranks};
 use kiln_train::fit_with_batchers;
+use kiln_train::metrics::{MRR, hits_at, rank_evaluation};
 
 /// Knowledge-graph embeddings (TransE or DistMult) on a graph's training triples with negative sampling
 /// (the recipe's corruptions of head or tail per triple), validated on the loss of the validation triples, and scored
@@ -52,25 +53,38 @@ pub fn kg_embedding(
         &run_options(settings, model.as_str(), dataset),
     )?;
     let known = graph.known();
-    let valid = evaluate_link_prediction(&outcome.model, &graph.valid, &known, &device)?;
-    let test = evaluate_link_prediction(&outcome.model, &graph.test, &known, &device)?;
+    let valid = link_prediction_ranks(&outcome.model, &graph.valid, &known, &device)?;
+    let valid = rank_evaluation(&[&valid.tail, &valid.head])?;
+    let ranks = link_prediction_ranks(&outcome.model, &graph.test, &known, &device)?;
+    let test = rank_evaluation(&[&ranks.tail, &ranks.head])?;
+    let (mrr, hits10) = (test.get(MRR)?, test.get(&hits_at(10))?);
+    let (tail_mrr, head_mrr) = (
+        rank_evaluation(&[&ranks.tail])?.get(MRR)?,
+        rank_evaluation(&[&ranks.head])?.get(MRR)?,
+    );
     save_run(&outcome.model, &model_config, &config, settings)?;
     Ok(RunSummary {
         recipe: recipe.name.clone(),
-        record: record(model, dataset, settings, "test_mrr", test.mrr, &outcome),
+        record: record(model, dataset, settings, "test_mrr", mrr, &outcome),
         run_dir: settings.run_dir.clone(),
         details: vec![
             (
                 "validation MRR / Hits@10 (filtered)".into(),
-                format!("{:.4} / {:.4}", valid.mrr, valid.hits10),
+                format!("{:.4} / {:.4}", valid.get(MRR)?, valid.get(&hits_at(10))?),
             ),
-            ("test MRR (filtered)".into(), format!("{:.4}", test.mrr)),
-            ("test Hits@1".into(), format!("{:.4}", test.hits1)),
-            ("test Hits@3".into(), format!("{:.4}", test.hits3)),
-            ("test Hits@10".into(), format!("{:.4}", test.hits10)),
+            ("test MRR (filtered)".into(), format!("{mrr:.4}")),
+            (
+                "test Hits@1".into(),
+                format!("{:.4}", test.get(&hits_at(1))?),
+            ),
+            (
+                "test Hits@3".into(),
+                format!("{:.4}", test.get(&hits_at(3))?),
+            ),
+            ("test Hits@10".into(), format!("{hits10:.4}")),
             (
                 "test MRR, tail / head queries".into(),
-                format!("{:.4} / {:.4}", test.tail_mrr, test.head_mrr),
+                format!("{tail_mrr:.4} / {head_mrr:.4}"),
             ),
             ("graph".into(), graph.summary()),
             (
@@ -85,7 +99,7 @@ pub fn kg_embedding(
             dataset,
             settings,
             "test_hits10",
-            test.hits10,
+            hits10,
             &outcome,
         )],
     })

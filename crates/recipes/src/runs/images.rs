@@ -152,6 +152,7 @@ where
         &settings.device.device(),
         1.0,
     )?;
+    let (accuracy, items) = (scores.accuracy()?, scores.items()?);
     save_run(&outcome.model, model_config, &config, settings)?;
     kiln_core::files::write_atomic(
         settings.run_dir.join("preprocessing.json"),
@@ -159,25 +160,15 @@ where
     )?;
     Ok(RunSummary {
         recipe: recipe_name.to_string(),
-        record: record(
-            name,
-            dataset,
-            settings,
-            "test_accuracy",
-            scores.accuracy(),
-            &outcome,
-        ),
+        record: record(name, dataset, settings, "test_accuracy", accuracy, &outcome),
         run_dir: settings.run_dir.clone(),
         details: vec![
-            (
-                "test accuracy".into(),
-                format!("{:.2}%", 100.0 * scores.accuracy()),
-            ),
+            ("test accuracy".into(), format!("{:.2}%", 100.0 * accuracy)),
             (
                 "test errors".into(),
-                format!("{}", scores.count - scores.correct),
+                format!("{}", ((1.0 - accuracy) * items as f64).round()),
             ),
-            ("test loss".into(), format!("{:.4}", scores.loss())),
+            ("test loss".into(), format!("{:.4}", scores.loss()?)),
             (
                 "best epoch (valid loss)".into(),
                 format!("{:?}", outcome.best_epoch.unwrap_or(0)),

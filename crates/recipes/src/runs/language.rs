@@ -146,6 +146,7 @@ where
     for (i, (window, test)) in tests.into_iter().enumerate() {
         let batch = (32_000 / window).clamp(1, 128);
         let scores = evaluate_dataset(&outcome.model, test, TokenBatcher, batch, &device, 1.0)?;
+        let nats = scores.loss()?;
         let role = match (i, window == plan.train_window) {
             (0, true) => "the headline, as trained",
             (0, false) => "the headline",
@@ -157,19 +158,23 @@ where
                 "test nats/char (windows of {window}{}{role})",
                 if role.is_empty() { "" } else { ", " }
             ),
-            format!("{:.4}", scores.loss()),
+            format!("{nats:.4}"),
         ));
         if i == 0 {
             details.push((
                 "test bits/char".into(),
-                format!("{:.4}", scores.loss() / std::f64::consts::LN_2),
+                format!("{:.4}", nats / std::f64::consts::LN_2),
+            ));
+            details.push((
+                "test perplexity".into(),
+                format!("{:.3}", scores.get(kiln_train::metrics::PERPLEXITY)?),
             ));
             details.push((
                 "test next-character accuracy".into(),
-                format!("{:.2}%", 100.0 * scores.accuracy()),
+                format!("{:.2}%", 100.0 * scores.accuracy()?),
             ));
-            details.push(("test characters".into(), scores.count.to_string()));
-            headline = Some(scores.loss());
+            details.push(("test characters".into(), scores.items()?.to_string()));
+            headline = Some(nats);
         }
     }
     details.push((

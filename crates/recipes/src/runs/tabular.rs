@@ -60,6 +60,7 @@ pub fn linear_regression(
         &device,
         target_scale,
     )?;
+    let (r2, rmse) = (scores.r2()?, scores.rmse()?);
     save_run(&outcome.model, &model_config, &config, settings)?;
     kiln_core::files::write_atomic(
         settings.run_dir.join("preprocessing.json"),
@@ -67,8 +68,8 @@ pub fn linear_regression(
     )?;
 
     let mut details = vec![
-        ("test R²".into(), format!("{:.4}", scores.r2())),
-        ("test RMSE".into(), format!("{:.2}", scores.rmse())),
+        ("test R²".into(), format!("{r2:.4}")),
+        ("test RMSE".into(), format!("{rmse:.2}")),
     ];
     let reference = ols::fit(&train).map(|(w, b)| ols::r2(&test, &w, b));
     if let Some(closed) = reference {
@@ -78,10 +79,7 @@ pub fn linear_regression(
         ));
         details.push((
             "gradient descent vs closed form".into(),
-            format!(
-                "{:+.2}% of R²",
-                100.0 * (scores.r2() - closed) / closed.abs()
-            ),
+            format!("{:+.2}% of R²", 100.0 * (r2 - closed) / closed.abs()),
         ));
     }
     Ok(RunSummary {
@@ -91,7 +89,7 @@ pub fn linear_regression(
             dataset,
             settings,
             "test_r2",
-            scores.r2(),
+            r2,
             &outcome,
         ),
         run_dir: settings.run_dir.clone(),
