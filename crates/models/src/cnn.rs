@@ -69,32 +69,39 @@ impl CnnConfig {
     /// `(channels, height, width)` after the convolution blocks, or an error naming the block where the
     /// image became empty or the per-block lists that disagree.
     pub fn feature_shape(&self) -> Result<[usize; 3], ModelError> {
-        let invalid = |message: String| ModelError::Config {
+        let invalid = |field: &'static str, message: String| ModelError::Config {
             model: "cnn",
+            field,
             message,
         };
         let blocks = self.channels.len();
         if self.kernel_sizes.len() != blocks || self.paddings.len() != blocks {
-            return Err(invalid(format!(
-                "channels ({blocks}), kernel_sizes ({}) and paddings ({}) need one entry per block",
-                self.kernel_sizes.len(),
-                self.paddings.len()
-            )));
+            return Err(invalid(
+                "channels, kernel_sizes, paddings",
+                format!(
+                    "channels ({blocks}), kernel_sizes ({}) and paddings ({}) need one entry per block",
+                    self.kernel_sizes.len(),
+                    self.paddings.len()
+                ),
+            ));
         }
         let (mut h, mut w) = (self.height, self.width);
         for (i, (&k, &p)) in self.kernel_sizes.iter().zip(&self.paddings).enumerate() {
             if k == 0 || h + 2 * p < k || w + 2 * p < k {
-                return Err(invalid(format!(
-                    "block {i}: a {k}×{k} kernel does not fit a {h}×{w} input padded by {p}"
-                )));
+                return Err(invalid(
+                    "kernel_sizes, paddings, height, width",
+                    format!(
+                        "block {i}: a {k}×{k} kernel does not fit a {h}×{w} input padded by {p}"
+                    ),
+                ));
             }
             (h, w) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
             (h, w) = (h / self.pool.max(1), w / self.pool.max(1));
             if h == 0 || w == 0 {
-                return Err(invalid(format!(
-                    "block {i}: pooling by {} leaves an empty image",
-                    self.pool
-                )));
+                return Err(invalid(
+                    "pool",
+                    format!("block {i}: pooling by {} leaves an empty image", self.pool),
+                ));
             }
         }
         let c = self.channels.last().copied().unwrap_or(self.in_channels);
@@ -110,6 +117,7 @@ impl CnnConfig {
         {
             return Err(ModelError::Config {
                 model: "cnn",
+                field: "channels, hidden, num_classes",
                 message: "channels, hidden sizes must be positive and there must be 2+ classes"
                     .into(),
             });
@@ -117,6 +125,7 @@ impl CnnConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ModelError::Config {
                 model: "cnn",
+                field: "dropout",
                 message: format!("dropout must be in [0, 1), got {}", self.dropout),
             });
         }

@@ -49,10 +49,22 @@ pub enum ModelError {
         classes: usize,
     },
     /// A configuration that cannot build a model.
-    #[error("invalid {model} config: {message}")]
+    #[error("invalid {model} config, {field}: {message}")]
     Config {
         /// The model.
         model: &'static str,
+        /// The config field (or fields, comma-separated) at fault, as serde names them.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An argument of a call (generation, decoding) that the model cannot take.
+    #[error("{model}: invalid {argument}: {message}")]
+    Argument {
+        /// The model.
+        model: &'static str,
+        /// The argument at fault (`prompt`, `temperature`, `source`, `beam`).
+        argument: &'static str,
         /// What is wrong.
         message: String,
     },

@@ -63,6 +63,7 @@ impl KgEmbeddingConfig {
         if self.num_entities < 2 || self.num_relations == 0 || self.dim == 0 {
             return Err(ModelError::Config {
                 model: self.scorer.name(),
+                field: "num_entities, num_relations, dim",
                 message: format!(
                     "needs 2+ entities (got {}), 1+ relations (got {}) and a positive dim (got {})",
                     self.num_entities, self.num_relations, self.dim

@@ -22,6 +22,7 @@ impl LinearRegressionConfig {
         if self.num_features == 0 || self.num_outputs == 0 {
             return Err(ModelError::Config {
                 model: "linear_regression",
+                field: "num_features, num_outputs",
                 message: "num_features and num_outputs must be at least 1".into(),
             });
         }

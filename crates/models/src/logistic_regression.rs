@@ -24,6 +24,7 @@ impl LogisticRegressionConfig {
         if self.num_features == 0 || self.num_classes < 2 {
             return Err(ModelError::Config {
                 model: "logistic_regression",
+                field: "num_features, num_classes",
                 message: format!(
                     "needs at least 1 feature and 2 classes, got {} and {}",
                     self.num_features, self.num_classes

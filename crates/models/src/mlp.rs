@@ -55,21 +55,25 @@ pub struct MlpConfig {
 impl MlpConfig {
     /// Builds the model on `device`.
     pub fn init(&self, device: &Device) -> Result<Mlp, ModelError> {
-        let invalid = |message: String| ModelError::Config {
+        let invalid = |field: &'static str, message: String| ModelError::Config {
             model: "mlp",
+            field,
             message,
         };
         if self.num_features == 0 || self.num_classes < 2 || self.hidden.contains(&0) {
-            return Err(invalid(format!(
-                "features ({}), classes ({}) and hidden sizes ({:?}) must be positive, with 2+ classes",
-                self.num_features, self.num_classes, self.hidden
-            )));
+            return Err(invalid(
+                "num_features, num_classes, hidden",
+                format!(
+                    "features ({}), classes ({}) and hidden sizes ({:?}) must be positive, with 2+ classes",
+                    self.num_features, self.num_classes, self.hidden
+                ),
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(invalid(format!(
-                "dropout must be in [0, 1), got {}",
-                self.dropout
-            )));
+            return Err(invalid(
+                "dropout",
+                format!("dropout must be in [0, 1), got {}", self.dropout),
+            ));
         }
         let mut sizes = vec![self.num_features];
         sizes.extend(&self.hidden);
@@ -204,12 +208,27 @@ mod tests {
         let m = MlpConfig::new(12, vec![8], 3).init(&d).unwrap();
         let err = m.try_forward(Tensor::zeros([2, 10], &d)).unwrap_err();
         assert!(err.to_string().contains("[2, 10]"), "{err}");
-        assert!(MlpConfig::new(12, vec![0], 3).init(&d).is_err());
+        assert!(matches!(
+            MlpConfig::new(12, vec![0], 3).init(&d),
+            Err(ModelError::Config { field, .. }) if field.contains("hidden")
+        ));
+        let err = MlpConfig::new(12, vec![4], 3)
+            .with_dropout(1.5)
+            .init(&d)
+            .unwrap_err();
         assert!(
-            MlpConfig::new(12, vec![4], 3)
-                .with_dropout(1.5)
-                .init(&d)
-                .is_err()
+            matches!(
+                err,
+                ModelError::Config {
+                    field: "dropout",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid mlp config, dropout: dropout must be in [0, 1), got 1.5"
         );
     }
 

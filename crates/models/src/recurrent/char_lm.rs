@@ -39,6 +39,7 @@ impl CharLmConfig {
         if self.vocab_size < 2 || self.d_embedding == 0 {
             return Err(ModelError::Config {
                 model: "char_lm",
+                field: "vocab_size, d_embedding",
                 message: format!(
                     "vocab_size ({}) must be 2+ and d_embedding ({}) positive",
                     self.vocab_size, self.d_embedding
@@ -113,8 +114,9 @@ impl CharLm {
         seed: u64,
     ) -> Result<Vec<u32>, ModelError> {
         if prompt.is_empty() || temperature <= 0.0 {
-            return Err(ModelError::Config {
+            return Err(ModelError::Argument {
                 model: "char_lm",
+                argument: "prompt, temperature",
                 message: format!(
                     "generation needs a prompt (got {} ids) and a positive temperature (got {temperature})",
                     prompt.len()

@@ -40,6 +40,7 @@ impl SequenceClassifierConfig {
         if self.num_classes < 2 {
             return Err(ModelError::Config {
                 model: "sequence classifier",
+                field: "num_classes",
                 message: format!("needs 2+ classes, got {}", self.num_classes),
             });
         }

@@ -106,6 +106,7 @@ impl RecurrentConfig {
         if self.d_input == 0 || self.d_hidden == 0 || self.num_layers == 0 {
             return Err(ModelError::Config {
                 model: "recurrent",
+                field: "d_input, d_hidden, num_layers",
                 message: format!(
                     "d_input ({}), d_hidden ({}) and num_layers ({}) must be positive",
                     self.d_input, self.d_hidden, self.num_layers
@@ -115,6 +116,7 @@ impl RecurrentConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ModelError::Config {
                 model: "recurrent",
+                field: "dropout",
                 message: format!("dropout must be in [0, 1), got {}", self.dropout),
             });
         }
@@ -435,8 +437,9 @@ impl Recurrent {
                     check_shape("recurrent (initial c)", &state_shape, &c.dims())?
                 }
                 (None, CellKind::Lstm) | (Some(_), _) => {
-                    return Err(ModelError::Config {
+                    return Err(ModelError::Argument {
                         model: "recurrent",
+                        argument: "initial state",
                         message: format!(
                             "an initial state for a {} needs {}",
                             self.cell,

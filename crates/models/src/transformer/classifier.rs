@@ -27,6 +27,7 @@ impl TransformerClassifierConfig {
         if self.num_classes < 2 || self.d_input == 0 {
             return Err(ModelError::Config {
                 model: "transformer_encoder",
+                field: "num_classes, d_input",
                 message: format!(
                     "needs 2+ classes (got {}) and positive d_input (got {})",
                     self.num_classes, self.d_input

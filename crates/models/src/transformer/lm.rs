@@ -34,6 +34,7 @@ impl TransformerLmConfig {
         if self.vocab_size < 2 {
             return Err(ModelError::Config {
                 model: "transformer_lm",
+                field: "vocab_size",
                 message: format!("vocab_size must be 2+, got {}", self.vocab_size),
             });
         }
@@ -132,8 +133,9 @@ impl TransformerLm {
         seed: u64,
     ) -> Result<Vec<u32>, ModelError> {
         if prompt.is_empty() || temperature <= 0.0 {
-            return Err(ModelError::Config {
+            return Err(ModelError::Argument {
                 model: "transformer_lm",
+                argument: "prompt, temperature",
                 message: format!(
                     "generation needs a prompt (got {} ids) and a positive temperature (got {temperature})",
                     prompt.len()

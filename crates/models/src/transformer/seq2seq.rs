@@ -38,6 +38,7 @@ impl Seq2SeqConfig {
         {
             return Err(ModelError::Config {
                 model: "transformer_seq2seq",
+                field: "source_vocab, target_vocab, encoder.d_model, decoder.d_model",
                 message: format!(
                     "vocabularies need the 4 special ids and a word (got {} and {}); encoder and decoder \
                      widths must agree (got {} and {})",
@@ -239,8 +240,9 @@ impl Seq2Seq {
     ) -> Result<Vec<u32>, ModelError> {
         let [one, _] = source.dims();
         if one != 1 || beam == 0 {
-            return Err(ModelError::Config {
+            return Err(ModelError::Argument {
                 model: "transformer_seq2seq",
+                argument: "source, beam",
                 message: format!(
                     "beam search takes one sentence ([1, steps], got {:?}) and a beam of 1+ (got {beam})",
                     source.dims()

@@ -64,24 +64,34 @@ pub struct EncoderStackConfig {
 impl EncoderStackConfig {
     /// Checks the sizes, heads and dropout.
     fn check(&self) -> Result<(), ModelError> {
-        let error = |message: String| ModelError::Config {
+        let error = |field: &'static str, message: String| ModelError::Config {
             model: "transformer",
+            field,
             message,
         };
         if self.d_model == 0 || self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
-            return Err(error(format!(
-                "n_heads ({}) must divide d_model ({}), both positive",
-                self.n_heads, self.d_model
-            )));
+            return Err(error(
+                "n_heads, d_model",
+                format!(
+                    "n_heads ({}) must divide d_model ({}), both positive",
+                    self.n_heads, self.d_model
+                ),
+            ));
         }
         if self.n_layers == 0 || self.d_ff == 0 || self.max_len == 0 {
-            return Err(error(format!(
-                "n_layers ({}), d_ff ({}) and max_len ({}) must be positive",
-                self.n_layers, self.d_ff, self.max_len
-            )));
+            return Err(error(
+                "n_layers, d_ff, max_len",
+                format!(
+                    "n_layers ({}), d_ff ({}) and max_len ({}) must be positive",
+                    self.n_layers, self.d_ff, self.max_len
+                ),
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(error(format!("dropout {} is not in [0, 1)", self.dropout)));
+            return Err(error(
+                "dropout",
+                format!("dropout {} is not in [0, 1)", self.dropout),
+            ));
         }
         Ok(())
     }
