@@ -1,9 +1,8 @@
-//! What the language models share: the next-token loss over the real (unpadded) steps of a batch, and
-//! temperature sampling.
+//! What the language models share: token-range checks and temperature sampling (their pad-aware loss is
+//! `kiln_core::loss::token_output`).
 
 use crate::ModelError;
 use burn::prelude::*;
-use kiln_core::{TokenOutput, loss};
 
 /// A language model that samples text from a prompt (token ids in, token ids out).
 pub trait TextGenerator {
@@ -16,16 +15,6 @@ pub trait TextGenerator {
         temperature: f64,
         seed: u64,
     ) -> Result<Vec<u32>, ModelError>;
-}
-
-/// Mean cross-entropy (nats per token) over the real steps — those whose target is not
-/// [`PAD_ID`](kiln_core::PAD_ID) — with every step's logits and target for the pad-aware metrics. Computed
-/// on the device (burn's pad-aware loss); no mask is read back.
-///
-/// # Shapes
-/// - `logits`: `[batch, steps, vocab]`; `targets`: `[batch, steps]`
-pub(crate) fn padded_token_output(logits: Tensor<3>, targets: Tensor<2, Int>) -> TokenOutput {
-    loss::token_output(logits, targets)
 }
 
 /// Draws a token id from softmax(`logits` / `temperature`) (`logits`: `[vocab]`) with `rng`.

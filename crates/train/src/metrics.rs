@@ -157,17 +157,36 @@ impl Numeric for MeanLossMetric {
     }
 }
 
-/// A running sum and count with a final ratio: the state of the metrics below, which must divide exact
-/// split-wide sums once (not average per-batch ratios).
-#[derive(Debug, Clone, Copy, Default)]
-struct Ratio {
-    sum: f64,
-    count: f64,
+/// What a split-wide metric accumulates: exact sums over every batch of a split, divided once at the
+/// end (never a mean of per-batch ratios). [`SplitMetric`] makes one a burn-train [`Metric`] +
+/// [`Numeric`].
+pub trait SplitSum: Clone + Send + Sync {
+    /// The metric's input.
+    type Input;
+    /// The metric's name (one of this module's constants).
+    fn name(&self) -> String;
+    /// Whether larger values are better.
+    fn higher_is_better(&self) -> bool;
+    /// Adds one batch.
+    fn add(&mut self, input: &Self::Input) -> Result<(), TensorReadError>;
+    /// The value over the batches added so far.
+    fn value(&self) -> f64;
+    /// Whether [`value`](Self::value) is cheap enough to log after every batch (corpus BLEU is not).
+    fn per_batch(&self) -> bool {
+        true
+    }
+    /// Forgets every batch.
+    fn clear(&mut self);
 }
 
-impl Ratio {
-    fn value(&self) -> f64 {
-        self.sum / self.count
+/// A burn-train metric over a [`SplitSum`].
+#[derive(Clone)]
+pub struct SplitMetric<S>(S);
+
+impl<S: SplitSum> SplitMetric<S> {
+    /// The metric over `sums` (empty).
+    pub fn new(sums: S) -> Self {
+        Self(sums)
     }
 }
 
@@ -179,73 +198,94 @@ fn entry(value: f64) -> SerializedEntry {
     )
 }
 
-/// Implements [`Numeric`] for a metric whose split-wide value is `self.value()`.
-macro_rules! numeric_from_value {
-    ($metric:ty) => {
-        impl Numeric for $metric {
-            fn value(&self) -> Option<NumericEntry> {
-                Some(NumericEntry::Value(self.current()))
-            }
-
-            fn running_value(&self) -> Option<NumericEntry> {
-                Some(NumericEntry::Value(self.current()))
-            }
-
-            fn final_value(&self) -> NumericEntry {
-                NumericEntry::Final(self.current())
-            }
-        }
-    };
-}
-
-/// The number of items a split holds (rows, or real tokens of a sequence model): the denominator of its
-/// mean loss.
-#[derive(Clone, Default)]
-pub struct ItemCountMetric {
-    items: usize,
-}
-
-impl ItemCountMetric {
-    /// An empty count.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn current(&self) -> f64 {
-        self.items as f64
-    }
-}
-
-impl Metric for ItemCountMetric {
-    type Input = MeanLossInput;
+impl<S: SplitSum> Metric for SplitMetric<S> {
+    type Input = S::Input;
 
     fn name(&self) -> MetricName {
-        Arc::new(ITEMS.to_string())
+        Arc::new(self.0.name())
     }
 
     fn attributes(&self) -> MetricAttributes {
-        numeric(true)
+        numeric(self.0.higher_is_better())
     }
 
     fn update(
         &mut self,
-        input: &MeanLossInput,
+        input: &S::Input,
         _: &MetricMetadata,
     ) -> Result<SerializedEntry, TensorReadError> {
-        self.items += input.count()?;
-        Ok(entry(self.current()))
+        self.0.add(input)?;
+        Ok(if self.0.per_batch() {
+            entry(self.0.value())
+        } else {
+            SerializedEntry::not_available(None)
+        })
     }
 
     fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(entry(self.current()))
+        Ok(entry(self.0.value()))
     }
 
     fn clear(&mut self) {
-        self.items = 0;
+        self.0.clear();
     }
 }
 
-numeric_from_value!(ItemCountMetric);
+impl<S: SplitSum> Numeric for SplitMetric<S> {
+    fn value(&self) -> Option<NumericEntry> {
+        self.0
+            .per_batch()
+            .then(|| NumericEntry::Value(self.0.value()))
+    }
+
+    fn running_value(&self) -> Option<NumericEntry> {
+        Numeric::value(self)
+    }
+
+    fn final_value(&self) -> NumericEntry {
+        NumericEntry::Final(self.0.value())
+    }
+}
+
+/// The number of items a split holds (rows, or real tokens of a sequence model): the denominator of its
+/// mean loss. Named [`ITEMS`].
+#[derive(Debug, Clone, Default)]
+pub struct ItemCount(usize);
+
+impl SplitSum for ItemCount {
+    type Input = MeanLossInput;
+
+    fn name(&self) -> String {
+        ITEMS.into()
+    }
+
+    fn higher_is_better(&self) -> bool {
+        true
+    }
+
+    fn add(&mut self, input: &MeanLossInput) -> Result<(), TensorReadError> {
+        self.0 += input.count()?;
+        Ok(())
+    }
+
+    fn value(&self) -> f64 {
+        self.0 as f64
+    }
+
+    fn clear(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// [`ItemCount`] as a metric.
+pub type ItemCountMetric = SplitMetric<ItemCount>;
+
+impl ItemCountMetric {
+    /// An empty count.
+    pub fn items() -> Self {
+        Self::new(ItemCount::default())
+    }
+}
 
 /// Input of [`RmseMetric`] and [`R2Metric`]: a regressor's predictions and targets, both
 /// `[batch, outputs]`, in model units.
@@ -270,98 +310,76 @@ impl RegressionInput {
 }
 
 /// Root mean squared error over a split, multiplied by `scale` (the target standardiser's std) so that
-/// it is in the data's own units.
-#[derive(Clone)]
-pub struct RmseMetric {
+/// it is in the data's own units. Named [`RMSE`].
+#[derive(Debug, Clone)]
+pub struct Rmse {
     scale: f64,
-    sse: Ratio,
+    sse: f64,
+    rows: usize,
 }
 
-impl RmseMetric {
-    /// RMSE reported in units of `scale` × model units (1 when the targets were not standardised).
-    pub fn new(scale: f64) -> Self {
-        Self {
-            scale,
-            sse: Ratio::default(),
-        }
-    }
-
-    fn current(&self) -> f64 {
-        self.sse.value().sqrt() * self.scale
-    }
-}
-
-impl Metric for RmseMetric {
+impl SplitSum for Rmse {
     type Input = RegressionInput;
 
-    fn name(&self) -> MetricName {
-        Arc::new(RMSE.to_string())
+    fn name(&self) -> String {
+        RMSE.into()
     }
 
-    fn attributes(&self) -> MetricAttributes {
-        numeric(false)
+    fn higher_is_better(&self) -> bool {
+        false
     }
 
-    fn update(
-        &mut self,
-        input: &RegressionInput,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        self.sse.sum += input.squared_error()?;
-        self.sse.count += input.targets.dims()[0] as f64;
-        Ok(entry(self.current()))
+    fn add(&mut self, input: &RegressionInput) -> Result<(), TensorReadError> {
+        self.sse += input.squared_error()?;
+        self.rows += input.targets.dims()[0];
+        Ok(())
     }
 
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(entry(self.current()))
+    fn value(&self) -> f64 {
+        (self.sse / self.rows as f64).sqrt() * self.scale
     }
 
     fn clear(&mut self) {
-        self.sse = Ratio::default();
+        (self.sse, self.rows) = (0.0, 0);
     }
 }
 
-numeric_from_value!(RmseMetric);
+/// [`Rmse`] as a metric.
+pub type RmseMetric = SplitMetric<Rmse>;
+
+impl RmseMetric {
+    /// RMSE reported in units of `scale` × model units (1 when the targets were not standardised).
+    pub fn scaled(scale: f64) -> Self {
+        Self::new(Rmse {
+            scale,
+            sse: 0.0,
+            rows: 0,
+        })
+    }
+}
 
 /// Coefficient of determination over a split, `1 − SSE / SST`, SST about the split's own mean (as
-/// scikit-learn's `r2_score`). Units do not matter.
-#[derive(Clone, Default)]
-pub struct R2Metric {
+/// scikit-learn's `r2_score`). Units do not matter. Named [`R2`].
+#[derive(Debug, Clone, Default)]
+pub struct RSquared {
     sse: f64,
     target_sum: f64,
     target_sq_sum: f64,
-    count: usize,
+    rows: usize,
 }
 
-impl R2Metric {
-    /// An empty metric.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn current(&self) -> f64 {
-        let n = self.count.max(1) as f64;
-        let sst = self.target_sq_sum - self.target_sum * self.target_sum / n;
-        1.0 - self.sse / sst
-    }
-}
-
-impl Metric for R2Metric {
+impl SplitSum for RSquared {
     type Input = RegressionInput;
 
-    fn name(&self) -> MetricName {
-        Arc::new(R2.to_string())
+    fn name(&self) -> String {
+        R2.into()
     }
 
-    fn attributes(&self) -> MetricAttributes {
-        numeric(true)
+    fn higher_is_better(&self) -> bool {
+        true
     }
 
-    fn update(
-        &mut self,
-        input: &RegressionInput,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
+    fn add(&mut self, input: &RegressionInput) -> Result<(), TensorReadError> {
         self.sse += input.squared_error()?;
         self.target_sum += input.targets.clone().sum().try_into_scalar::<f64>()?;
         self.target_sq_sum += input
@@ -370,12 +388,14 @@ impl Metric for R2Metric {
             .square()
             .sum()
             .try_into_scalar::<f64>()?;
-        self.count += input.targets.dims()[0];
-        Ok(entry(self.current()))
+        self.rows += input.targets.dims()[0];
+        Ok(())
     }
 
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(entry(self.current()))
+    fn value(&self) -> f64 {
+        let n = self.rows.max(1) as f64;
+        let sst = self.target_sq_sum - self.target_sum * self.target_sum / n;
+        1.0 - self.sse / sst
     }
 
     fn clear(&mut self) {
@@ -383,7 +403,15 @@ impl Metric for R2Metric {
     }
 }
 
-numeric_from_value!(R2Metric);
+/// [`RSquared`] as a metric.
+pub type R2Metric = SplitMetric<RSquared>;
+
+impl R2Metric {
+    /// An empty metric.
+    pub fn r2() -> Self {
+        Self::new(RSquared::default())
+    }
+}
 
 /// Input of [`MrrMetric`] and [`HitsAtKMetric`]: the (filtered) ranks of the true answers of a batch of
 /// link-prediction queries, 1 for the best; ties may give half ranks.
@@ -405,114 +433,77 @@ impl Adaptor<RankInput> for RankInput {
     }
 }
 
+/// A mean over ranked queries of `score(rank)`: the reciprocal rank for [`MRR`], a hit within the top
+/// `k` for Hits@k ([`hits_at`]).
+#[derive(Debug, Clone)]
+pub struct RankMean {
+    hits_within: Option<usize>,
+    sum: f64,
+    queries: usize,
+}
+
+impl RankMean {
+    fn score(&self, rank: f64) -> f64 {
+        match self.hits_within {
+            None => 1.0 / rank,
+            Some(k) if rank <= k as f64 => 1.0,
+            Some(_) => 0.0,
+        }
+    }
+}
+
+impl SplitSum for RankMean {
+    type Input = RankInput;
+
+    fn name(&self) -> String {
+        self.hits_within.map_or(MRR.into(), hits_at)
+    }
+
+    fn higher_is_better(&self) -> bool {
+        true
+    }
+
+    fn add(&mut self, input: &RankInput) -> Result<(), TensorReadError> {
+        for &r in &input.ranks {
+            self.sum += self.score(r);
+        }
+        self.queries += input.ranks.len();
+        Ok(())
+    }
+
+    fn value(&self) -> f64 {
+        self.sum / self.queries as f64
+    }
+
+    fn clear(&mut self) {
+        (self.sum, self.queries) = (0.0, 0);
+    }
+}
+
 /// Mean reciprocal rank over the queries of a split.
-#[derive(Clone, Default)]
-pub struct MrrMetric {
-    reciprocal: Ratio,
-}
+pub type MrrMetric = SplitMetric<RankMean>;
+/// The fraction of queries whose answer ranks within the top `k` (the same type as [`MrrMetric`]).
+pub type HitsAtKMetric = SplitMetric<RankMean>;
 
-impl MrrMetric {
-    /// An empty metric.
-    pub fn new() -> Self {
-        Self::default()
+impl SplitMetric<RankMean> {
+    /// Mean reciprocal rank.
+    pub fn mrr() -> Self {
+        Self::new(RankMean {
+            hits_within: None,
+            sum: 0.0,
+            queries: 0,
+        })
     }
 
-    fn current(&self) -> f64 {
-        self.reciprocal.value()
-    }
-}
-
-impl Metric for MrrMetric {
-    type Input = RankInput;
-
-    fn name(&self) -> MetricName {
-        Arc::new(MRR.to_string())
-    }
-
-    fn attributes(&self) -> MetricAttributes {
-        numeric(true)
-    }
-
-    fn update(
-        &mut self,
-        input: &RankInput,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        for &r in &input.ranks {
-            self.reciprocal.sum += 1.0 / r;
-        }
-        self.reciprocal.count += input.ranks.len() as f64;
-        Ok(entry(self.current()))
-    }
-
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(entry(self.current()))
-    }
-
-    fn clear(&mut self) {
-        self.reciprocal = Ratio::default();
-    }
-}
-
-numeric_from_value!(MrrMetric);
-
-/// The fraction of queries whose answer ranks within the top `k`.
-#[derive(Clone)]
-pub struct HitsAtKMetric {
-    k: usize,
-    hits: Ratio,
-}
-
-impl HitsAtKMetric {
     /// Hits@`k`.
-    pub fn new(k: usize) -> Self {
-        Self {
-            k,
-            hits: Ratio::default(),
-        }
-    }
-
-    fn current(&self) -> f64 {
-        self.hits.value()
+    pub fn hits_at(k: usize) -> Self {
+        Self::new(RankMean {
+            hits_within: Some(k),
+            sum: 0.0,
+            queries: 0,
+        })
     }
 }
-
-impl Metric for HitsAtKMetric {
-    type Input = RankInput;
-
-    fn name(&self) -> MetricName {
-        Arc::new(hits_at(self.k))
-    }
-
-    fn attributes(&self) -> MetricAttributes {
-        numeric(true)
-    }
-
-    fn update(
-        &mut self,
-        input: &RankInput,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        let k = self.k as f64;
-        for &r in &input.ranks {
-            if r <= k {
-                self.hits.sum += 1.0;
-            }
-        }
-        self.hits.count += input.ranks.len() as f64;
-        Ok(entry(self.current()))
-    }
-
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(entry(self.current()))
-    }
-
-    fn clear(&mut self) {
-        self.hits = Ratio::default();
-    }
-}
-
-numeric_from_value!(HitsAtKMetric);
 
 /// Input of [`CorpusBleuMetric`]: detokenised hypotheses and their references, one each per sentence.
 #[derive(Debug, Clone)]
@@ -539,50 +530,36 @@ impl Adaptor<TranslationInput> for TranslationInput {
 
 /// Corpus BLEU (sacreBLEU's `13a` tokenisation, one reference) over a split: n-gram counts summed over
 /// every sentence before the geometric mean, never a mean of per-batch scores (burn's `BleuMetric`
-/// averages those, which is a different number).
-#[derive(Clone, Default)]
-pub struct CorpusBleuMetric {
+/// averages those, which is a different number). Named [`BLEU`].
+#[derive(Debug, Clone, Default)]
+pub struct CorpusBleu {
     hypotheses: Vec<String>,
     references: Vec<String>,
 }
 
-impl CorpusBleuMetric {
-    /// An empty corpus.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn current(&self) -> f64 {
-        corpus_bleu(&self.hypotheses, &self.references).score
-    }
-}
-
-impl Metric for CorpusBleuMetric {
+impl SplitSum for CorpusBleu {
     type Input = TranslationInput;
 
-    fn name(&self) -> MetricName {
-        Arc::new(BLEU.to_string())
+    fn name(&self) -> String {
+        BLEU.into()
     }
 
-    fn attributes(&self) -> MetricAttributes {
-        numeric(true)
+    fn higher_is_better(&self) -> bool {
+        true
     }
 
-    fn update(
-        &mut self,
-        input: &TranslationInput,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
+    fn add(&mut self, input: &TranslationInput) -> Result<(), TensorReadError> {
         self.hypotheses.extend(input.hypotheses.iter().cloned());
         self.references.extend(input.references.iter().cloned());
-        Ok(SerializedEntry::new(
-            SerializedEntry::NOT_AVAILABLE.into(),
-            SerializedEntry::NOT_AVAILABLE.into(),
-        ))
+        Ok(())
     }
 
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(entry(self.current()))
+    fn value(&self) -> f64 {
+        corpus_bleu(&self.hypotheses, &self.references).score
+    }
+
+    fn per_batch(&self) -> bool {
+        false
     }
 
     fn clear(&mut self) {
@@ -591,18 +568,19 @@ impl Metric for CorpusBleuMetric {
     }
 }
 
-numeric_from_value!(CorpusBleuMetric);
+/// [`CorpusBleu`] as a metric.
+pub type CorpusBleuMetric = SplitMetric<CorpusBleu>;
 
 /// Filtered link-prediction figures of some queries' ranks: [`MRR`] and Hits@1, @3 and @10 (named by
 /// [`hits_at`]), with [`ITEMS`] the number of queries. Pass the ranks in batches in any grouping: the
 /// figures are means over every query.
 pub fn rank_evaluation(batches: &[&[f64]]) -> Result<crate::Evaluation, crate::TrainError> {
     let mut metrics = crate::Metrics::<RankInput>::new()
-        .with(MrrMetric::new())
-        .with(HitsAtKMetric::new(1))
-        .with(HitsAtKMetric::new(3))
-        .with(HitsAtKMetric::new(10))
-        .with(QueryCountMetric::default());
+        .with(MrrMetric::mrr())
+        .with(HitsAtKMetric::hits_at(1))
+        .with(HitsAtKMetric::hits_at(3))
+        .with(HitsAtKMetric::hits_at(10))
+        .with(QueryCountMetric::new(QueryCount::default()));
     let total = batches.iter().map(|b| b.len()).sum();
     let mut done = 0;
     for batch in batches {
@@ -618,43 +596,35 @@ pub fn rank_evaluation(batches: &[&[f64]]) -> Result<crate::Evaluation, crate::T
 }
 
 /// The number of ranked queries, reported as [`ITEMS`].
-#[derive(Clone, Default)]
-struct QueryCountMetric {
-    queries: usize,
-}
+#[derive(Debug, Clone, Default)]
+struct QueryCount(usize);
 
-impl QueryCountMetric {
-    fn current(&self) -> f64 {
-        self.queries as f64
-    }
-}
-
-impl Metric for QueryCountMetric {
+impl SplitSum for QueryCount {
     type Input = RankInput;
 
-    fn name(&self) -> MetricName {
-        Arc::new(ITEMS.to_string())
+    fn name(&self) -> String {
+        ITEMS.into()
     }
 
-    fn update(
-        &mut self,
-        input: &RankInput,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        self.queries += input.ranks.len();
-        Ok(entry(self.current()))
+    fn higher_is_better(&self) -> bool {
+        true
     }
 
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(entry(self.current()))
+    fn add(&mut self, input: &RankInput) -> Result<(), TensorReadError> {
+        self.0 += input.ranks.len();
+        Ok(())
+    }
+
+    fn value(&self) -> f64 {
+        self.0 as f64
     }
 
     fn clear(&mut self) {
-        self.queries = 0;
+        self.0 = 0;
     }
 }
 
-numeric_from_value!(QueryCountMetric);
+type QueryCountMetric = SplitMetric<QueryCount>;
 
 #[cfg(test)]
 mod tests {
@@ -678,7 +648,7 @@ mod tests {
     fn corpus_bleu_pools_ngrams_across_batches() {
         let hyps = ["the cat sat on the mat", "a dog barked"];
         let refs = ["the cat sat on a mat", "the dog barked loudly"];
-        let mut metric = CorpusBleuMetric::new();
+        let mut metric = CorpusBleuMetric::new(CorpusBleu::default());
         let metadata = MetricMetadata {
             progress: burn::data::dataloader::Progress {
                 items_processed: 1,

@@ -48,7 +48,7 @@ impl LearnerOutput for ClassificationOutput {
         Metrics::new()
             .with(loss)
             .with(accuracy)
-            .with(ItemCountMetric::new())
+            .with(ItemCountMetric::items())
     }
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
@@ -84,8 +84,8 @@ impl LearnerOutput for RegressionOutput {
         Metrics::new()
             .with(loss)
             .with(r2)
-            .with(RmseMetric::new(target_scale))
-            .with(ItemCountMetric::new())
+            .with(RmseMetric::scaled(target_scale))
+            .with(ItemCountMetric::items())
     }
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>
@@ -100,7 +100,7 @@ impl LearnerOutput for RegressionOutput {
 
 /// Loss and R² (RMSE needs the target's scale, which only the test evaluation knows).
 fn regression_metrics() -> (MeanLossMetric, R2Metric) {
-    (MeanLossMetric::new(), R2Metric::new())
+    (MeanLossMetric::new(), R2Metric::r2())
 }
 
 impl Adaptor<MeanLossInput> for burn::train::RegressionOutput {
@@ -128,7 +128,7 @@ impl LearnerOutput for TokenOutput {
             .with(loss)
             .with(accuracy)
             .with(perplexity)
-            .with(ItemCountMetric::new())
+            .with(ItemCountMetric::items())
     }
 
     /// Loss (nats per real token), accuracy and perplexity, all over the real (non-[`PAD_ID`]) steps only.
@@ -202,7 +202,7 @@ impl LearnerOutput for LossOutput {
     fn test_metrics(_: f64) -> Metrics<Self::Item> {
         Metrics::new()
             .with(MeanLossMetric::new())
-            .with(ItemCountMetric::new())
+            .with(ItemCountMetric::items())
     }
 
     fn register_metrics<L>(training: SupervisedTraining<L>) -> SupervisedTraining<L>

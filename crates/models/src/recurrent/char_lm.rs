@@ -3,7 +3,7 @@
 
 use super::layer::{CellKind, Recurrent, RecurrentConfig, RecurrentState};
 use crate::check;
-use crate::next_token::{TextGenerator, check_token_range, padded_token_output, sample_logits};
+use crate::next_token::{TextGenerator, check_token_range, sample_logits};
 use crate::{ModelError, check_shape};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -101,7 +101,7 @@ impl CharLm {
     /// those steps for the metrics.
     pub fn try_step(&self, batch: TokenBatch) -> Result<TokenOutput, ModelError> {
         let (logits, _) = self.try_forward(batch.inputs, None, Some(batch.mask))?;
-        Ok(padded_token_output(logits, batch.targets))
+        Ok(kiln_core::loss::token_output(logits, batch.targets))
     }
 
     /// Samples `length` tokens after `prompt` (which must not be empty): each step draws from

@@ -10,7 +10,7 @@
 use super::cache::DecodingCache;
 use super::stack::{EncoderStack, EncoderStackConfig};
 use crate::check;
-use crate::next_token::{TextGenerator, check_token_range, padded_token_output, sample_logits};
+use crate::next_token::{TextGenerator, check_token_range, sample_logits};
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -92,7 +92,7 @@ impl TransformerLm {
     /// The step's loss (nats per token over real steps) with the logits and targets for the metrics.
     pub fn try_step(&self, batch: TokenBatch) -> Result<TokenOutput, ModelError> {
         let logits = self.try_forward(batch.inputs, Some(batch.mask))?;
-        Ok(padded_token_output(logits, batch.targets))
+        Ok(kiln_core::loss::token_output(logits, batch.targets))
     }
 
     /// Feeds the tokens of `text` that `cache` has not seen (at least one) and returns the next-token logits

@@ -6,7 +6,7 @@
 use super::cache::DecodingCache;
 use super::stack::{DecoderStack, EncoderStack, EncoderStackConfig};
 use crate::check;
-use crate::next_token::{check_token_range, padded_token_output};
+use crate::next_token::check_token_range;
 use crate::{ModelError, check_shape};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -146,7 +146,7 @@ impl Seq2Seq {
             memory,
             batch.source_valid,
         )?;
-        Ok(padded_token_output(logits, batch.target_out))
+        Ok(kiln_core::loss::token_output(logits, batch.target_out))
     }
 
     /// Next-token logits (`[rows, target_vocab]`) after feeding each row's newest token (`last`), the
