@@ -44,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         dashboard: Dashboard::Auto,
         resume: false,
         label: "cnn example".into(),
+        data_parallel: None,
     };
     let model = config.init(&device)?;
     let trained = fit_with_batchers(

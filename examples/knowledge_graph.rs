@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         dashboard: Dashboard::Auto,
         resume: false,
         label: "TransE example".into(),
+        data_parallel: None,
     };
     let n = graph.entities.len();
     let trained = fit_with_batchers(

@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         dashboard: Dashboard::Quiet,
         resume: false,
         label: "linear regression example".into(),
+        data_parallel: None,
     };
     let trained = fit(
         config.init(&device)?,

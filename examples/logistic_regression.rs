@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         dashboard: Dashboard::Auto,
         resume: false,
         label: "logistic regression example".into(),
+        data_parallel: None,
     };
     let training = TrainingConfig::new(3, 128, 1e-3);
     let trained = fit(

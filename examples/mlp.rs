@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         dashboard: Dashboard::Auto,
         resume: false,
         label: "mlp example".into(),
+        data_parallel: None,
     };
     let trained = fit(
         config.init(&device)?,

@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         dashboard: Dashboard::Auto,
         resume: false,
         label: format!("{name} example"),
+        data_parallel: None,
     };
 
     // Sequential MNIST with an LSTM.

@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         dashboard: Dashboard::Auto,
         resume: false,
         label: "translation example".into(),
+        data_parallel: None,
     };
     let trained = fit(
         config.init(&device)?,

@@ -3,6 +3,7 @@
 
 mod bench;
 mod compress_md;
+mod ranks;
 mod report_md;
 mod vs_pytorch;
 
@@ -95,6 +96,14 @@ enum Task {
         /// Print one line per epoch instead of burn's terminal dashboard.
         #[arg(long)]
         lines: bool,
+        /// Train data-parallel on this many processes (MPI ranks, started with `mpirun`): each takes its
+        /// shard of every epoch and `batch_size / N` items a step, and the gradients are averaged, so the
+        /// run follows one process's learning curve. Builds `xtask-mpi` (xtask with MPI) if needed.
+        #[arg(long)]
+        ranks: Option<usize>,
+        /// Hosts to start the ranks on (an `mpirun` hostfile; default: this machine).
+        #[arg(long, requires = "ranks")]
+        hostfile: Option<PathBuf>,
     },
     /// List the registry's recipes (what train-all runs), or print one as JSON.
     Recipes {
@@ -164,16 +173,28 @@ fn keep_freed_pages() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
-fn main() -> anyhow::Result<()> {
+/// Parses the command line and runs its task (`pub` for the `xtask-mpi` binary, which is this one with MPI).
+pub fn main() -> anyhow::Result<()> {
     keep_freed_pages();
     let task = Cli::parse().task;
+    // Under an MPI launcher this process is one rank of a data-parallel run.
+    let role = ranks::Role::join()?;
+    if role.group().is_some() && !matches!(task, Task::Train { .. }) {
+        let error = anyhow::anyhow!("only `train` runs as several ranks");
+        role.fail(&error);
+        return Err(error);
+    }
     // Every task (training, evaluation, decoding, benchmarks) runs on a worker of the compute pool, so the
     // tensor ops it issues cost no futex round trip each (see `kiln_train::compute_pool`).
-    kiln_train::compute_pool::on_compute_pool(|| run(task))
+    let result = kiln_train::compute_pool::on_compute_pool(|| run(task, &role));
+    if let Err(error) = &result {
+        role.fail(error);
+    }
+    result
 }
 
 /// Runs one task.
-fn run(task: Task) -> anyhow::Result<()> {
+fn run(task: Task, role: &ranks::Role) -> anyhow::Result<()> {
     match task {
         Task::TrainAll {
             device,
@@ -195,6 +216,8 @@ fn run(task: Task) -> anyhow::Result<()> {
             quick,
             augment,
             lines,
+            ranks,
+            hostfile,
         } => {
             let mut recipe = match (recipe, model) {
                 (Some(file), _) => Recipe::load(&file)?,
@@ -238,15 +261,35 @@ fn run(task: Task) -> anyhow::Result<()> {
                     recipe.dataset_name()
                 ))
             });
-            check_run_folder(&out, resume, overwrite)?;
-            let settings = RunSettings::for_recipe(
+            let group = role.group().cloned();
+            if let Some(n) = ranks.filter(|&n| n != 1 && group.is_none()) {
+                check_run_folder(&out, resume, overwrite)?;
+                return ranks::launch(n, hostfile);
+            }
+            let rank = group.as_ref().map_or(0, |g| g.rank());
+            // Rank 0 writes the run folder; the others train in scratch folders of their own.
+            let scratch = (rank > 0).then(|| ranks::Scratch::new(rank)).transpose()?;
+            if rank == 0 {
+                check_run_folder(&out, resume, overwrite)?;
+            }
+            let mut settings = RunSettings::for_recipe(
                 &recipe,
                 parse_device(device)?,
-                out.clone(),
-                dashboard(lines),
+                scratch
+                    .as_ref()
+                    .map_or_else(|| out.clone(), |s| s.0.clone()),
+                if rank > 0 {
+                    Dashboard::Quiet
+                } else {
+                    dashboard(lines)
+                },
                 resume,
             );
+            settings.data_parallel = group;
             let summary = recipes::run(&recipe, &settings)?;
+            if rank > 0 {
+                return Ok(());
+            }
             print_summary(&summary);
             Report {
                 runs: summary.records(),
@@ -289,6 +332,7 @@ fn run(task: Task) -> anyhow::Result<()> {
                 resume: false,
                 seed: 42,
                 augment: false,
+                data_parallel: None,
             };
             let started = std::time::Instant::now();
             let mut report = kiln::recipes::compression::compress_all(&settings, &parts)?;
@@ -389,8 +433,13 @@ fn parse_device(device: Option<String>) -> anyhow::Result<DeviceChoice> {
 
 fn print_summary(s: &RunSummary) {
     let r = &s.record;
+    let ranks = if r.ranks > 1 {
+        format!(" on {} ranks", r.ranks)
+    } else {
+        String::new()
+    };
     println!(
-        "{} on {} ({}): {} = {:.4} after {} epochs, {:.1} s, {} parameters",
+        "{} on {} ({}{ranks}): {} = {:.4} after {} epochs, {:.1} s, {} parameters",
         r.model, r.dataset, r.device, r.metric, r.value, r.epochs, r.train_seconds, r.params
     );
     for (k, v) in &s.details {

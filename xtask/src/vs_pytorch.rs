@@ -5,7 +5,7 @@
 //! PyTorch runs in a child process per measurement (`python3 scripts/bench_pytorch.py --network NAME`),
 //! with as many threads as Kiln's rayon pool has, on the same data, batch and optimizer.
 
-use crate::bench::{Figure, Network, Workloads, chosen, write_json};
+use super::bench::{Figure, Network, Workloads, chosen, write_json};
 use anyhow::Context;
 use kiln::train::DeviceChoice;
 use serde::{Deserialize, Serialize};

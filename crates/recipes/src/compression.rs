@@ -133,6 +133,7 @@ impl Bench<'_> {
             dashboard: self.settings.dashboard,
             resume: false,
             label: name.to_string(),
+            data_parallel: None,
         };
         let outcome = fit_with_batchers(
             model,

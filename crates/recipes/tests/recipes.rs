@@ -32,6 +32,7 @@ fn gradient_descent_matches_closed_form_least_squares_on_diabetes() {
         resume: false,
         seed: 42,
         augment: false,
+        data_parallel: None,
     };
     let data = tabular::diabetes().unwrap();
     let summary = kiln_recipes::runs::linear_regression(
@@ -72,6 +73,7 @@ fn settings(dir: &Path) -> RunSettings {
         resume: false,
         seed: 7,
         augment: false,
+        data_parallel: None,
     }
 }
 

@@ -7,16 +7,24 @@
 //! (dropout masks, augmentation draws) is not part of burn-train's checkpoint either. [`EpochLoader`]
 //! shuffles epoch `e` with a generator seeded from `(seed, e)` and reseeds the device the same way when
 //! the epoch starts; burn-train calls [`DataLoader::iter`] once per epoch, which is where both happen.
+//!
+//! As one rank of a data-parallel run ([`EpochLoader::sharded`]), the loader serves rank `r` of `n` the
+//! items `r, r + n, r + 2n, …` of the epoch's order, cut to a multiple of `n` first (PyTorch's
+//! `DistributedSampler` with `drop_last`): disjoint, equal shards, reshuffled every epoch by the seed all
+//! ranks share, and batch `k` of every rank together is batch `k` of a single process whose batch is `n`
+//! times larger. Each epoch starts with the ranks' stop word ([`DataParallel`]).
 
+use crate::data_parallel::DataParallel;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
+use burn::train::Interrupter;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// The seed of epoch `epoch` (1-based) of a run seeded with `seed`: distinct per epoch, the same in every
 /// run and every resume.
@@ -40,6 +48,9 @@ pub struct EpochLoader<I, O> {
     /// The number of the epoch the next [`DataLoader::iter`] serves; shared by every copy of the loader
     /// that burn-train makes for its devices.
     next_epoch: Arc<AtomicUsize>,
+    /// The data-parallel group this loader serves one rank of, and the training loop's interrupter, which
+    /// stops the loop when another rank has stopped.
+    group: Option<(DataParallel, Arc<OnceLock<Interrupter>>)>,
 }
 
 impl<I, O> EpochLoader<I, O>
@@ -67,7 +78,17 @@ where
             device,
             range: (0, len),
             next_epoch: Arc::new(AtomicUsize::new(first_epoch)),
+            group: None,
         }
+    }
+
+    /// This loader as rank `group.rank()` of `group.size()`, serving its shard (see the module's
+    /// documentation); `interrupter` is set to the training loop's before the first epoch.
+    pub fn sharded(mut self, group: DataParallel, interrupter: Arc<OnceLock<Interrupter>>) -> Self {
+        let shard = self.dataset.len() / group.size().max(1);
+        self.range = (0, shard);
+        self.group = Some((group, interrupter));
+        self
     }
 
     /// This loader on `device`, serving `range`, sharing the data and the epoch counter.
@@ -80,6 +101,7 @@ where
             device,
             range,
             next_epoch: Arc::clone(&self.next_epoch),
+            group: self.group.clone(),
         }
     }
 }
@@ -94,11 +116,27 @@ where
         let seed = epoch_seed(self.seed, epoch);
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let mut device_seed = seed;
+        if let Some((group, interrupter)) = &self.group {
+            if !group.begin_epoch() {
+                if let Some(interrupter) = interrupter.get() {
+                    interrupter.stop(Some("another rank stopped"));
+                }
+                order.clear();
+            }
+            let (rank, ranks) = (group.rank(), group.size());
+            order.truncate(order.len() / ranks * ranks);
+            order = order.into_iter().skip(rank).step_by(ranks).collect();
+            // Each rank draws its own dropout masks and augmentations (rank 0 those of one process).
+            if rank > 0 {
+                device_seed = epoch_seed(seed, rank);
+            }
+        }
         let (start, end) = self.range;
         order.truncate(end);
-        order.drain(..start);
+        order.drain(..start.min(order.len()));
         // Dropout and augmentation draw from the device's stream: start it where this epoch always does.
-        self.device.seed(seed);
+        self.device.seed(device_seed);
         Box::new(EpochIter {
             loader: self,
             order,

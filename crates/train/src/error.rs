@@ -82,6 +82,14 @@ pub enum TrainError {
         /// The metrics it has.
         available: String,
     },
+    /// Another rank of a data-parallel run failed, or the ranks disagree.
+    #[error("rank {rank}: {message}")]
+    DataParallel {
+        /// This process's rank.
+        rank: usize,
+        /// What happened.
+        message: String,
+    },
     /// burn-train stopped with an error.
     #[error("training failed: {0}")]
     Training(String),

@@ -3,6 +3,7 @@
 //! NaN or infinite loss.
 
 use crate::TrainError;
+use crate::data_parallel::DataParallel;
 use burn::train::Interrupter;
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
@@ -133,6 +134,10 @@ pub(crate) struct EpochCsvLogger {
     label: String,
     interrupter: Interrupter,
     divergence: Arc<Mutex<Divergence>>,
+    /// Whether this process validates (a data-parallel rank other than 0 does not).
+    validates: bool,
+    /// The ranks this process trains with: epochs that the ranks' stop word emptied are not logged.
+    group: Option<DataParallel>,
 }
 
 impl EpochCsvLogger {
@@ -167,7 +172,17 @@ impl EpochCsvLogger {
             label,
             interrupter,
             divergence,
+            validates: true,
+            group: None,
         })
+    }
+
+    /// This logger for one rank of `group`: only rank 0 logs validation, and no rank logs the epoch that
+    /// the ranks' stop word emptied.
+    pub(crate) fn for_rank(mut self, group: Option<DataParallel>) -> Self {
+        self.validates = group.as_ref().is_none_or(DataParallel::is_root);
+        self.group = group;
+        self
     }
 }
 
@@ -199,6 +214,11 @@ impl MetricLogger for EpochCsvLogger {
 
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
         let split = summary.split.to_string();
+        let emptied = self.group.as_ref().is_some_and(DataParallel::has_stopped);
+        if emptied || (!self.validates && summary.split == Split::Valid) {
+            self.running.retain(|(s, _), _| *s != split);
+            return;
+        }
         let mut rows: Vec<(String, f64)> = self
             .running
             .iter()

@@ -2,6 +2,7 @@
 //! it (regularisation, per-epoch CSV and curves, NaN detection, resume checks, best-epoch restore).
 
 use crate::compute_pool::on_compute_pool;
+use crate::data_parallel::{DataParallel, GradientSync};
 use crate::epoch_loader::EpochLoader;
 use crate::history::{Divergence, EpochCsvLogger, History};
 use crate::metrics::MeanLossMetric;
@@ -10,7 +11,7 @@ use crate::step::{LearnerOutput, Regularized};
 use crate::{LrSchedule, OptimizerConfig, Regularization, TrainError, curves};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
-use burn::data::dataset::Dataset;
+use burn::data::dataset::{Dataset, InMemDataset};
 use burn::module::Module;
 use burn::prelude::Device;
 use burn::train::logger::FileMetricLogger;
@@ -20,7 +21,7 @@ use kiln_core::Supervised;
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// How a run is trained. Serialisable, so every run's settings can be saved beside its results.
@@ -28,7 +29,10 @@ use std::time::Instant;
 pub struct TrainingConfig {
     /// Maximum number of epochs.
     pub epochs: usize,
-    /// Mini-batch size (ignored by full-batch gradient descent, which uses the whole training split).
+    /// Items per step over all ranks (ignored by full-batch gradient descent, which uses the whole
+    /// training split): with `N` data-parallel ranks each takes `batch_size / N` of them, so the run
+    /// follows the same learning curve whatever `N`. The optimizer steps once every `grad_accumulation`
+    /// steps, on `batch_size × grad_accumulation` items.
     pub batch_size: usize,
     /// Initial learning rate.
     pub lr: f64,
@@ -59,10 +63,22 @@ pub struct TrainingConfig {
     /// clipping; recurrent networks use it against exploding gradients).
     #[serde(default)]
     pub grad_clip_norm: Option<f32>,
+    /// Backward passes whose gradients are averaged before each optimizer step (1: none). The learning
+    /// rate schedule counts optimizer steps.
+    #[serde(default = "one")]
+    pub grad_accumulation: usize,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them (burn's autodiff
+    /// checkpointing): less memory, more compute.
+    #[serde(default)]
+    pub activation_checkpointing: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainingConfig {
@@ -80,6 +96,8 @@ impl TrainingConfig {
             num_workers: 0,
             restore_best: true,
             grad_clip_norm: None,
+            grad_accumulation: 1,
+            activation_checkpointing: false,
         }
     }
 
@@ -92,6 +110,11 @@ impl TrainingConfig {
         if self.batch_size == 0 && !self.optimizer.is_full_batch() {
             return Err(TrainError::InvalidConfig(
                 "batch_size must be at least 1".into(),
+            ));
+        }
+        if self.grad_accumulation == 0 {
+            return Err(TrainError::InvalidConfig(
+                "grad_accumulation must be at least 1".into(),
             ));
         }
         Ok(())
@@ -123,6 +146,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// A short name for progress lines and plot titles.
     pub label: String,
+    /// The ranks this process trains with, for data-parallel training (`None`: alone). Rank 0 validates,
+    /// stops early and writes `dir`; the other ranks should be given scratch folders.
+    pub data_parallel: Option<DataParallel>,
 }
 
 /// The result of [`fit`].
@@ -201,10 +227,26 @@ where
             valid.len()
         )));
     }
+    let group = options.data_parallel.clone().filter(|g| g.size() > 1);
+    let ranks = group.as_ref().map_or(1, DataParallel::size);
+    let is_root = group.as_ref().is_none_or(DataParallel::is_root);
+    if train.len() < ranks {
+        return Err(TrainError::InvalidConfig(format!(
+            "the training split has {} items, fewer than the {ranks} ranks",
+            train.len()
+        )));
+    }
+    let shard = train.len() / ranks;
+    // Items per step on this rank.
     let batch_size = if config.optimizer.is_full_batch() {
-        train.len()
+        shard
+    } else if config.batch_size % ranks != 0 {
+        return Err(TrainError::InvalidConfig(format!(
+            "batch_size {} does not divide among {ranks} ranks (it is the batch of all ranks together)",
+            config.batch_size
+        )));
     } else {
-        config.batch_size
+        config.batch_size / ranks
     };
     // Data the model cannot take is refused now, before the first step: inside burn-train's loop it could
     // only panic. The probes batch with clones of the batchers, which restart from their seeds
@@ -228,14 +270,22 @@ where
     let dir = &options.dir;
     let checkpoint_dir = dir.join("checkpoint");
     let autodiff = options.device.clone().autodiff();
+    // Every rank starts from rank 0's weights.
+    let model = match &group {
+        Some(g) => g.broadcast_parameters(model),
+        None => model,
+    };
+    let sync =
+        (group.is_some() || config.grad_accumulation > 1).then(|| GradientSync::new(group.clone()));
     let wrapped = Regularized {
         model: model.fork(&autodiff).train(),
         penalty: config.regularization,
+        sync,
     };
-    let resume_from = if options.resume {
-        Some(resumable_checkpoint(&wrapped, &checkpoint_dir)?)
-    } else {
-        None
+    let resume_from = match (&group, options.resume) {
+        (_, false) => None,
+        (None, true) => Some(resumable_checkpoint(&wrapped, &checkpoint_dir)?),
+        (Some(g), true) => Some(shared_checkpoint(g, &wrapped, &checkpoint_dir)?),
     };
     if resume_from.is_none() && dir.join("metrics.csv").is_file() {
         // A fresh run in the folder of an earlier one (recognised by its `metrics.csv`): drop that run's
@@ -249,34 +299,47 @@ where
     }
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
 
-    let iters_per_epoch = train.len().div_ceil(batch_size);
+    let batches_per_epoch = shard.div_ceil(batch_size);
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accumulation);
     // Each epoch's order and the device's random stream depend on (seed, epoch) alone, so a resumed run
     // trains its remaining epochs exactly as the uninterrupted run did.
-    let train_loader: Arc<dyn DataLoader<M::Batch>> = Arc::new(EpochLoader::new(
+    let interrupter_cell = Arc::new(OnceLock::new());
+    let mut epoch_loader = EpochLoader::new(
         train,
         train_batcher,
         batch_size,
         config.seed,
         autodiff.clone(),
         resume_from.map_or(1, |epoch| epoch + 1),
-    ));
-    let valid_loader: Arc<dyn DataLoader<M::Batch>> = DataLoaderBuilder::new(valid_batcher)
+    );
+    if let Some(g) = &group {
+        g.set_exchanges_per_epoch(steps_per_epoch);
+        epoch_loader = epoch_loader.sharded(g.clone(), interrupter_cell.clone());
+    }
+    let train_loader: Arc<dyn DataLoader<M::Batch>> = Arc::new(epoch_loader);
+    // Rank 0 alone validates: the others get no validation items.
+    let valid_builder = DataLoaderBuilder::new(valid_batcher)
         .batch_size(batch_size)
         .num_workers(config.num_workers)
-        .set_device(options.device.clone())
-        .build(valid);
+        .set_device(options.device.clone());
+    let valid_loader: Arc<dyn DataLoader<M::Batch>> = if is_root {
+        valid_builder.build(valid)
+    } else {
+        valid_builder.build(InMemDataset::<I>::new(Vec::new()))
+    };
 
     let optimizer = config.optimizer.init(config.grad_clip_norm);
     let scheduler = config
         .schedule
-        .init(config.lr, config.epochs, iters_per_epoch)?;
+        .init(config.lr, config.epochs, steps_per_epoch)?;
 
     let terminal = std::io::stdout().is_terminal();
-    let print_lines = match options.dashboard {
-        Dashboard::Auto => !terminal,
-        Dashboard::Lines => true,
-        Dashboard::Quiet => false,
-    };
+    let print_lines = is_root
+        && match options.dashboard {
+            Dashboard::Auto => !terminal,
+            Dashboard::Lines => true,
+            Dashboard::Quiet => false,
+        };
     let divergence = Arc::new(Mutex::new(Divergence::default()));
     let started = Instant::now();
     // burn-train's loop runs on a worker of the compute pool, so each parallel op costs no futex round trip
@@ -288,21 +351,32 @@ where
             .with_application_logger(None)
             .label(&options.label);
         let interrupter = training.interrupter();
+        let _ = interrupter_cell.set(interrupter.clone());
         training = training
             .with_metric_logger(FileMetricLogger::new(dir))
-            .with_metric_logger(EpochCsvLogger::new(
-                dir.join("metrics.csv"),
-                resume_from,
-                print_lines,
-                options.label.clone(),
-                interrupter,
-                divergence.clone(),
-            )?);
+            .with_metric_logger(
+                EpochCsvLogger::new(
+                    dir.join("metrics.csv"),
+                    resume_from,
+                    print_lines,
+                    options.label.clone(),
+                    interrupter,
+                    divergence.clone(),
+                )?
+                .for_rank(group.clone()),
+            );
         training = <M::Output as LearnerOutput>::register_metrics(training);
-        if !(options.dashboard == Dashboard::Auto && terminal) {
+        if !(is_root && options.dashboard == Dashboard::Auto && terminal) {
             training = training.renderer(Box::new(QuietRenderer));
         }
-        if let Some(patience) = config.early_stopping_patience {
+        if config.grad_accumulation > 1 {
+            training = training.grads_accumulation(config.grad_accumulation);
+        }
+        if config.activation_checkpointing {
+            training = training.gradient_checkpointing();
+        }
+        // Rank 0 alone decides to stop early; the stop word tells the others.
+        if let Some(patience) = config.early_stopping_patience.filter(|_| is_root) {
             training = training.early_stopping(MetricEarlyStoppingStrategy::new(
                 &MeanLossMetric::new(),
                 Aggregate::Mean,
@@ -318,7 +392,21 @@ where
     })?;
     let train_seconds = started.elapsed().as_secs_f64();
 
-    if let Some((epoch, split, value)) = divergence.lock().ok().and_then(|d| d.non_finite.clone()) {
+    let non_finite = divergence.lock().ok().and_then(|d| d.non_finite.clone());
+    if let Some(g) = &group {
+        let failure = match (&non_finite, &result.error) {
+            (Some(_), _) => Some("non-finite loss".to_string()),
+            (None, Some(e)) => Some(e.to_string()),
+            (None, None) => None,
+        };
+        if g.finish(failure.as_deref()) && failure.is_none() {
+            return Err(TrainError::DataParallel {
+                rank: g.rank(),
+                message: "another rank stopped on an error (see its output)".into(),
+            });
+        }
+    }
+    if let Some((epoch, split, value)) = non_finite {
         return Err(TrainError::NonFiniteLoss {
             epoch,
             split,
@@ -341,6 +429,7 @@ where
             let best_model = Regularized {
                 model: trained.clone(),
                 penalty: config.regularization,
+                sync: None,
             }
             .try_load_file(&path)
             .map_err(|e| TrainError::Checkpoint {
@@ -430,6 +519,91 @@ fn resumable_checkpoint<M: Module>(model: &M, dir: &Path) -> Result<usize, Train
     }
     let (path, message) = first_error.expect("at least one epoch was tried");
     Err(TrainError::Checkpoint { path, message })
+}
+
+/// The checkpoint files of one epoch, by burn-train's names.
+const CHECKPOINT_PARTS: [&str; 3] = ["model", "optim", "scheduler"];
+
+/// [`resumable_checkpoint`] for the ranks of `group`: rank 0 finds the epoch to resume from in its own
+/// folder and sends that epoch's checkpoint files, which the other ranks write into `dir`, so that all
+/// resume from rank 0's state whether or not they share its file system.
+fn shared_checkpoint<M: Module>(
+    group: &DataParallel,
+    model: &M,
+    dir: &Path,
+) -> Result<usize, TrainError> {
+    let mut message = Vec::new();
+    let found = if group.is_root() {
+        let found = resumable_checkpoint(model, dir);
+        match &found {
+            Ok(epoch) => {
+                message.push(1u8);
+                message.extend((*epoch as u64).to_le_bytes());
+                for part in CHECKPOINT_PARTS {
+                    let path = dir.join(format!("{part}-{epoch}.bpk"));
+                    let bytes = std::fs::read(&path).map_err(|e| TrainError::io(&path, e));
+                    let bytes = match bytes {
+                        Ok(b) => b,
+                        Err(e) => {
+                            // Tell the others before failing, or they would wait for the files forever.
+                            let mut fail = vec![0u8];
+                            fail.extend(e.to_string().into_bytes());
+                            group.broadcast_bytes(&mut fail);
+                            return Err(e);
+                        }
+                    };
+                    message.extend((bytes.len() as u64).to_le_bytes());
+                    message.extend(bytes);
+                }
+            }
+            Err(e) => {
+                message.push(0u8);
+                message.extend(e.to_string().into_bytes());
+            }
+        }
+        Some(found)
+    } else {
+        None
+    };
+    group.broadcast_bytes(&mut message);
+    if let Some(found) = found {
+        return found;
+    }
+    let failed = |m: String| TrainError::DataParallel {
+        rank: group.rank(),
+        message: m,
+    };
+    match message.split_first() {
+        Some((1, rest)) => {
+            let (epoch, mut rest) =
+                take_u64(rest).ok_or_else(|| failed("a truncated checkpoint message".into()))?;
+            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+            for part in CHECKPOINT_PARTS {
+                let (len, tail) = take_u64(rest)
+                    .ok_or_else(|| failed("a truncated checkpoint message".into()))?;
+                let len = len as usize;
+                if tail.len() < len {
+                    return Err(failed("a truncated checkpoint message".into()));
+                }
+                let path = dir.join(format!("{part}-{epoch}.bpk"));
+                kiln_core::files::write_atomic(&path, &tail[..len])
+                    .map_err(|e| TrainError::io(&path, e))?;
+                rest = &tail[len..];
+            }
+            Ok(epoch as usize)
+        }
+        Some((_, text)) => Err(failed(format!(
+            "rank 0 cannot resume: {}",
+            String::from_utf8_lossy(text)
+        ))),
+        None => Err(failed("an empty checkpoint message from rank 0".into())),
+    }
+}
+
+/// A little-endian `u64` off the front of `bytes`, and the rest.
+fn take_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, rest) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*head), rest))
 }
 
 /// The highest epoch with a model checkpoint in `dir`, if any.

@@ -14,12 +14,14 @@
 //!   [`bleu`]: corpus BLEU as sacreBLEU computes it;
 //! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves;
 //! - [`report`]: the `report.json` schema shared by `cargo xtask train-all` and `train`;
+//! - [`data_parallel`]: training as one of several ranks (gradients averaged through a [`Collective`]);
 //! - [`device`]: the run-time choice of backend; [`compute_pool`]: training loops run on rayon's pool.
 #![warn(missing_docs)]
 
 pub mod bleu;
 pub mod compute_pool;
 pub mod curves;
+pub mod data_parallel;
 pub mod device;
 pub mod epoch_loader;
 pub mod error;
@@ -35,6 +37,7 @@ pub mod report;
 pub mod step;
 
 pub use bleu::{Bleu, corpus_bleu};
+pub use data_parallel::{Collective, DataParallel};
 pub use device::DeviceChoice;
 pub use error::TrainError;
 pub use evaluate::{Evaluation, Metrics, evaluate, evaluate_dataset, evaluate_with};

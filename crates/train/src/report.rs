@@ -26,6 +26,13 @@ pub struct RunRecord {
     /// Tells apart runs of one model on one dataset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// Data-parallel ranks (processes) it trained on.
+    #[serde(default = "one")]
+    pub ranks: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A list of runs: the whole of `report.json`.
@@ -75,6 +82,7 @@ mod tests {
                 epochs: 3,
                 train_seconds: 1.5,
                 variant: None,
+                ranks: 1,
             }],
         };
         let dir = tempfile::tempdir().unwrap();

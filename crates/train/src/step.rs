@@ -2,11 +2,14 @@
 //! wrapper with the L1/L2 penalty that burn-train actually trains.
 
 use crate::Regularization;
+use crate::data_parallel::GradientSync;
 use crate::evaluate::Metrics;
 use crate::metrics::{
     ItemCountMetric, MeanLossInput, MeanLossMetric, R2Metric, RegressionInput, RmseMetric,
 };
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::train::metric::{AccuracyMetric, Adaptor, LossInput, PerplexityMetric};
 use burn::train::{InferenceStep, ItemLazy, SupervisedTraining, TrainOutput, TrainStep};
@@ -224,6 +227,9 @@ pub struct Regularized<M: Module> {
     /// The penalty (not a parameter; not saved with the weights).
     #[module(skip)]
     pub penalty: Regularization,
+    /// Averaging of the gradients over ranks and accumulated passes, where there is any to do.
+    #[module(skip)]
+    pub sync: Option<GradientSync>,
 }
 
 impl<M: Supervised> TrainStep for Regularized<M>
@@ -239,7 +245,23 @@ where
             Some(p) => output.loss() + p,
             None => output.loss(),
         };
+        if let Some(sync) = &self.sync {
+            sync.backward_pass();
+        }
         TrainOutput::new(self, loss.backward(), output.into_item())
+    }
+
+    fn optimize(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        let grads = match &self.sync {
+            Some(sync) => sync.average(&self, grads),
+            None => grads,
+        };
+        optim.step(lr, self, grads)
     }
 }
 

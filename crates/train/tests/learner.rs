@@ -25,6 +25,7 @@ fn options(dir: &Path, resume: bool) -> RunOptions {
         dashboard: Dashboard::Quiet,
         resume,
         label: "test".into(),
+        data_parallel: None,
     }
 }
 

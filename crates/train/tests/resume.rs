@@ -48,6 +48,7 @@ fn train(dir: &Path, resume: bool) -> FitOutcome<Mlp> {
         dashboard: Dashboard::Quiet,
         resume,
         label: "resume".into(),
+        data_parallel: None,
     };
     fit(model(), train, valid, batcher, &config(), &options).unwrap()
 }

@@ -20,7 +20,7 @@ use anyhow::Context;
 use burn::module::Module;
 use kiln_data::{CharCorpus, ImageFolder, KnowledgeGraph, ParallelCorpus, tabular::Table};
 use kiln_models::persist::{save_config, save_weights};
-use kiln_train::{Dashboard, DeviceChoice, RunOptions, RunRecord, TrainingConfig};
+use kiln_train::{Dashboard, DataParallel, DeviceChoice, RunOptions, RunRecord, TrainingConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -45,6 +45,9 @@ pub struct RunSettings {
     /// Augment training images on the fly (image classifiers only): shifts of ±2 px, rotations of ±10°,
     /// noise σ 0.05; validation and test images are never augmented.
     pub augment: bool,
+    /// The ranks of a data-parallel run this process is one of (`None`: it trains alone). Give the
+    /// ranks other than 0 a scratch `run_dir`.
+    pub data_parallel: Option<DataParallel>,
 }
 
 /// What a recipe produced.
@@ -95,6 +98,7 @@ impl RunSettings {
             resume,
             seed: recipe.seed,
             augment: recipe.augment,
+            data_parallel: None,
         }
     }
 }
@@ -244,6 +248,7 @@ fn run_options(settings: &RunSettings, model: &str, dataset: &str) -> RunOptions
         dashboard: settings.dashboard,
         resume: settings.resume,
         label: format!("{model} on {dataset}"),
+        data_parallel: settings.data_parallel.clone(),
     }
 }
 
@@ -305,5 +310,9 @@ where
         epochs: outcome.epochs,
         train_seconds: outcome.train_seconds,
         variant: variant(model, settings),
+        ranks: settings
+            .data_parallel
+            .as_ref()
+            .map_or(1, DataParallel::size),
     }
 }

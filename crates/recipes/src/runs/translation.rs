@@ -77,6 +77,7 @@ pub fn copy_source(
             epochs: 0,
             train_seconds: 0.0,
             variant: variant(ModelName::CopySource, settings),
+            ranks: 1,
         },
         run_dir: settings.run_dir.clone(),
         details: vec![
