@@ -93,7 +93,7 @@ impl Launch {
     pub fn command(&self, program: &Path, args: &[OsString]) -> Result<Command, MpiError> {
         let mpirun = find_on_path("mpirun").ok_or(MpiError::NoMpirun)?;
         let flavour = flavour(&mpirun);
-        Ok(self.command_with(&mpirun, flavour, running_as_root(), program, args)?)
+        self.command_with(&mpirun, flavour, running_as_root(), program, args)
     }
 
     /// [`Launch::command`] with a given launcher and flavour.

@@ -240,7 +240,7 @@ where
     // Items per step on this rank.
     let batch_size = if config.optimizer.is_full_batch() {
         shard
-    } else if config.batch_size % ranks != 0 {
+    } else if !config.batch_size.is_multiple_of(ranks) {
         return Err(TrainError::InvalidConfig(format!(
             "batch_size {} does not divide among {ranks} ranks (it is the batch of all ranks together)",
             config.batch_size

@@ -1,10 +1,11 @@
 //! `cargo test-all [ARGS…]`: the one command that runs Kiln's whole test suite on a fresh Debian machine.
 //!
-//! The suite needs system packages a machine with only the Rust toolchain lacks (today Mesa's software
-//! Vulkan driver, which runs the wgpu backend-parity tests without a GPU). This checks each with `dpkg -s`,
+//! The suite needs system packages a machine with only the Rust toolchain lacks (Mesa's software Vulkan
+//! driver, which runs the wgpu backend-parity tests without a GPU; Open MPI, its headers and libclang, for
+//! the data-parallel tests, which start ranks with `mpirun`). This checks each with `dpkg -s`,
 //! installs the missing ones with `apt-get` where it may (as root, or through passwordless `sudo`), and
 //! otherwise names each missing package and the command that installs it and stops. Then it runs
-//! `cargo test --workspace --features wgpu ARGS…`, with `XDG_RUNTIME_DIR` set if it was not (wgpu asks for it).
+//! `cargo test --workspace --features wgpu,mpi ARGS…`, with `XDG_RUNTIME_DIR` set if it was not (wgpu asks for it).
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -24,10 +25,22 @@ const PACKAGES: &[Package] = &[
         name: "libvulkan1",
         why: "the Vulkan loader wgpu opens",
     },
+    Package {
+        name: "openmpi-bin",
+        why: "mpirun, which starts the ranks of the data-parallel tests",
+    },
+    Package {
+        name: "libopenmpi-dev",
+        why: "MPI's library and headers, which the `mpi` feature links",
+    },
+    Package {
+        name: "libclang-dev",
+        why: "libclang, which bindgen needs to read MPI's headers",
+    },
 ];
 
 /// The test command README.md gives, less this runner.
-const TEST_COMMAND: &[&str] = &["test", "--workspace", "--features", "wgpu"];
+const TEST_COMMAND: &[&str] = &["test", "--workspace", "--features", "wgpu,mpi"];
 
 fn main() -> ExitCode {
     let missing: Vec<&Package> = PACKAGES.iter().filter(|p| !installed(p.name)).collect();
