@@ -265,4 +265,63 @@ mod tests {
             e2
         });
     }
+
+    /// Rank `rank` of `size`, in a group whose other ranks contribute nothing to an exchange (so every
+    /// epoch goes on).
+    struct Listener {
+        rank: usize,
+        size: usize,
+    }
+
+    impl crate::Collective for Listener {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn all_reduce_sum(&self, _: &mut [f32]) {}
+        fn broadcast(&self, _: &mut Vec<u8>) {}
+        fn abort(&self, message: &str) -> ! {
+            panic!("{message}")
+        }
+    }
+
+    fn batches(loader: &dyn DataLoader<Vec<usize>>) -> Vec<Vec<usize>> {
+        loader.iter().map(|b| b.expect("in-memory items")).collect()
+    }
+
+    #[test]
+    fn rank_shards_are_disjoint_equal_and_together_the_batches_of_one_process() {
+        // 50 items among 3 ranks: 16 each (2 dropped), batches of 4 per rank = one process's 12.
+        let shard = |rank: usize| {
+            let group = DataParallel::new(std::sync::Arc::new(Listener { rank, size: 3 }));
+            let data = InMemDataset::new((0..50).collect::<Vec<usize>>());
+            let loader = EpochLoader::new(data, Ids, 4, 11, Device::flex(), 1)
+                .sharded(group, Arc::new(OnceLock::new()));
+            assert_eq!(loader.num_items(), 16);
+            let epochs: Vec<Vec<Vec<usize>>> = (0..2).map(|_| batches(&loader)).collect();
+            epochs
+        };
+        let ranks: Vec<_> = (0..3).map(shard).collect();
+        let data = InMemDataset::new((0..50).collect::<Vec<usize>>());
+        let single = EpochLoader::new(data, Ids, 12, 11, Device::flex(), 1);
+        for epoch in 0..2 {
+            let whole = batches(&single);
+            let mut seen: Vec<usize> = ranks.iter().flat_map(|r| r[epoch].concat()).collect();
+            assert_eq!(seen.len(), 48);
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), 48, "the shards overlap");
+            for (k, batch) in whole.iter().take(4).enumerate() {
+                let mut together: Vec<usize> =
+                    ranks.iter().flat_map(|r| r[epoch][k].clone()).collect();
+                let mut expected = batch.clone();
+                together.sort();
+                expected.sort();
+                assert_eq!(together, expected, "epoch {epoch}, batch {k}");
+            }
+        }
+        assert_ne!(ranks[0][0], ranks[0][1], "each epoch reshuffles");
+    }
 }

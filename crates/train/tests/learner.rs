@@ -340,15 +340,27 @@ fn invalid_configs_are_errors() {
         .init(&Device::flex())
         .unwrap();
     let err = fit(
-        model,
-        train,
-        valid,
-        batcher,
+        model.clone(),
+        train.clone(),
+        valid.clone(),
+        batcher.clone(),
         &TrainingConfig::new(0, 32, 1e-3),
         &options(dir.path(), false),
     )
     .unwrap_err();
     assert!(err.to_string().contains("epochs"), "{err}");
+    let mut no_steps = TrainingConfig::new(1, 32, 1e-3);
+    no_steps.grad_accumulation = 0;
+    let err = fit(
+        model,
+        train,
+        valid,
+        batcher,
+        &no_steps,
+        &options(dir.path(), false),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("grad_accumulation"), "{err}");
 }
 
 #[test]
@@ -491,6 +503,107 @@ fn a_batch_the_model_cannot_take_is_refused_before_the_first_step() {
     let err = fit_mlp(MlpConfig::new(400, vec![16], 10), dir.path()).unwrap_err();
     assert!(
         matches!(&err, TrainError::Batch { .. }) && err.to_string().contains("784"),
+        "{err}"
+    );
+}
+
+/// Every float parameter of a module, in visiting order.
+fn weights<M: burn::module::Module>(model: &M) -> Vec<f32> {
+    struct Values(Vec<f32>);
+    impl burn::module::ModuleVisitor for Values {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            self.0
+                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+    let mut v = Values(Vec::new());
+    model.visit(&mut v);
+    v.0
+}
+
+#[test]
+fn accumulated_gradients_step_as_the_large_batch() {
+    let (train, valid, _, batcher) = mnist_subsets();
+    // 1,152 images: 36 batches of 32, 72 of 16 — every step sees whole batches.
+    let train = train.subset(&(0..1152).collect::<Vec<_>>());
+    let device = Device::flex();
+    device.seed(5);
+    let model = MlpConfig::new(784, vec![32], 10).init(&device).unwrap();
+    let run = |batch: usize, accumulation: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = TrainingConfig::new(1, batch, 1e-3);
+        config.grad_accumulation = accumulation;
+        config.restore_best = false;
+        let out = fit(
+            model.clone(),
+            train.clone(),
+            valid.clone(),
+            batcher.clone(),
+            &config,
+            &options(dir.path(), false),
+        )
+        .unwrap();
+        weights(&out.model)
+    };
+    let large = run(32, 1);
+    let accumulated = run(16, 2);
+    let small = run(16, 1);
+    let difference = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let d = difference(&large, &accumulated);
+    assert!(d < 1e-5, "2 × 16 accumulated differ from 32 by {d}");
+    // Steps on batches of 16 without accumulation end elsewhere: the comparison can fail.
+    let d = difference(&large, &small);
+    assert!(d > 1e-3, "batches of 16 differ from 32 by only {d}");
+}
+
+/// A group of two ranks whose exchanges must never be reached.
+struct Unreachable;
+
+impl kiln_train::Collective for Unreachable {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        2
+    }
+    fn all_reduce_sum(&self, _: &mut [f32]) {
+        panic!("no exchange before the configuration is checked")
+    }
+    fn broadcast(&self, _: &mut Vec<u8>) {
+        panic!("no exchange before the configuration is checked")
+    }
+    fn abort(&self, message: &str) -> ! {
+        panic!("abort: {message}")
+    }
+}
+
+#[test]
+fn a_batch_that_does_not_divide_among_the_ranks_is_refused_before_any_exchange() {
+    let (train, valid, _, batcher) = mnist_subsets();
+    let dir = tempfile::tempdir().unwrap();
+    let model = MlpConfig::new(784, vec![8], 10)
+        .init(&Device::flex())
+        .unwrap();
+    let mut options = options(dir.path(), false);
+    options.data_parallel = Some(kiln_train::DataParallel::new(std::sync::Arc::new(
+        Unreachable,
+    )));
+    let err = fit(
+        model,
+        train,
+        valid,
+        batcher,
+        &TrainingConfig::new(1, 33, 1e-3),
+        &options,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TrainError::InvalidConfig(_)) && err.to_string().contains("2 ranks"),
         "{err}"
     );
 }
