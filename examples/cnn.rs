@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         label: "cnn example".into(),
         data_parallel: None,
+        devices: Vec::new(),
     };
     let model = config.init(&device)?;
     let trained = fit_with_batchers(

@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         label: "TransE example".into(),
         data_parallel: None,
+        devices: Vec::new(),
     };
     let n = graph.entities.len();
     let trained = fit_with_batchers(

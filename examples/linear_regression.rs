@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         label: "linear regression example".into(),
         data_parallel: None,
+        devices: Vec::new(),
     };
     let trained = fit(
         config.init(&device)?,

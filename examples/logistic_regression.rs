@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         label: "logistic regression example".into(),
         data_parallel: None,
+        devices: Vec::new(),
     };
     let training = TrainingConfig::new(3, 128, 1e-3);
     let trained = fit(

@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         label: "mlp example".into(),
         data_parallel: None,
+        devices: Vec::new(),
     };
     let trained = fit(
         config.init(&device)?,

@@ -31,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         label: format!("{name} example"),
         data_parallel: None,
+        devices: Vec::new(),
     };
 
     // Sequential MNIST with an LSTM.

@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         label: "translation example".into(),
         data_parallel: None,
+        devices: Vec::new(),
     };
     let trained = fit(
         config.init(&device)?,

@@ -104,6 +104,10 @@ enum Task {
         /// Hosts to start the ranks on (an `mpirun` hostfile; default: this machine).
         #[arg(long, requires = "ranks")]
         hostfile: Option<PathBuf>,
+        /// Train on these devices of this process together with burn's distributed data parallel
+        /// (comma-separated, e.g. `cuda:0,cuda:1`; NCCL, so CUDA builds only: `--features cuda`).
+        #[arg(long, value_delimiter = ',', conflicts_with = "ranks")]
+        devices: Vec<String>,
     },
     /// List the registry's recipes (what train-all runs), or print one as JSON.
     Recipes {
@@ -218,6 +222,7 @@ fn run(task: Task, role: &ranks::Role) -> anyhow::Result<()> {
             lines,
             ranks,
             hostfile,
+            devices,
         } => {
             let mut recipe = match (recipe, model) {
                 (Some(file), _) => Recipe::load(&file)?,
@@ -286,6 +291,13 @@ fn run(task: Task, role: &ranks::Role) -> anyhow::Result<()> {
                 resume,
             );
             settings.data_parallel = group;
+            settings.devices = devices
+                .iter()
+                .map(|d| d.parse::<DeviceChoice>())
+                .collect::<Result<_, _>>()?;
+            if let Some(first) = settings.devices.first() {
+                settings.device = *first;
+            }
             let summary = recipes::run(&recipe, &settings)?;
             if rank > 0 {
                 return Ok(());
@@ -333,6 +345,7 @@ fn run(task: Task, role: &ranks::Role) -> anyhow::Result<()> {
                 seed: 42,
                 augment: false,
                 data_parallel: None,
+                devices: Vec::new(),
             };
             let started = std::time::Instant::now();
             let mut report = kiln::recipes::compression::compress_all(&settings, &parts)?;

@@ -134,6 +134,7 @@ impl Bench<'_> {
             resume: false,
             label: name.to_string(),
             data_parallel: None,
+            devices: Vec::new(),
         };
         let outcome = fit_with_batchers(
             model,

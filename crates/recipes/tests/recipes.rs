@@ -33,6 +33,7 @@ fn gradient_descent_matches_closed_form_least_squares_on_diabetes() {
         seed: 42,
         augment: false,
         data_parallel: None,
+        devices: Vec::new(),
     };
     let data = tabular::diabetes().unwrap();
     let summary = kiln_recipes::runs::linear_regression(
@@ -74,6 +75,7 @@ fn settings(dir: &Path) -> RunSettings {
         seed: 7,
         augment: false,
         data_parallel: None,
+        devices: Vec::new(),
     }
 }
 

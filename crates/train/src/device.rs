@@ -14,6 +14,8 @@ pub enum DeviceChoice {
     Ndarray,
     /// The first GPU found by wgpu (feature `wgpu`); Vulkan's software driver when there is no GPU.
     Wgpu,
+    /// The CUDA GPU of this index (feature `cuda`), `cuda` or `cuda:N`.
+    Cuda(usize),
 }
 
 impl DeviceChoice {
@@ -28,6 +30,9 @@ impl DeviceChoice {
         }
         if cfg!(feature = "wgpu") {
             names.push("wgpu");
+        }
+        if cfg!(feature = "cuda") {
+            names.push("cuda");
         }
         names
     }
@@ -50,6 +55,8 @@ impl DeviceChoice {
             Self::Ndarray => Device::ndarray(),
             #[cfg(feature = "wgpu")]
             Self::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+            #[cfg(feature = "cuda")]
+            Self::Cuda(index) => Device::cuda(index),
             #[allow(unreachable_patterns)]
             other => unreachable!("{other} is only constructed when its feature is enabled"),
         }
@@ -59,12 +66,22 @@ impl DeviceChoice {
 impl FromStr for DeviceChoice {
     type Err = TrainError;
 
-    /// Parses `flex`, `ndarray` or `wgpu`; a name whose feature is off is an error that lists what is on.
+    /// Parses `flex`, `ndarray`, `wgpu`, `cuda` or `cuda:N`; a name whose feature is off is an error that
+    /// lists what is on.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let choice = match s.to_ascii_lowercase().as_str() {
+        let lower = s.to_ascii_lowercase();
+        let cuda_index = match lower.strip_prefix("cuda") {
+            Some("") => Some(0),
+            Some(rest) => rest.strip_prefix(':').and_then(|n| n.parse().ok()),
+            None => None,
+        };
+        let choice = match lower.as_str() {
             "flex" if cfg!(feature = "flex") => Self::Flex,
             "ndarray" if cfg!(feature = "ndarray") => Self::Ndarray,
             "wgpu" if cfg!(feature = "wgpu") => Self::Wgpu,
+            _ if cfg!(feature = "cuda") && cuda_index.is_some() => {
+                Self::Cuda(cuda_index.unwrap_or_default())
+            }
             _ => {
                 return Err(TrainError::UnknownDevice {
                     name: s.to_string(),
@@ -78,11 +95,13 @@ impl FromStr for DeviceChoice {
 
 impl fmt::Display for DeviceChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Flex => "flex",
-            Self::Ndarray => "ndarray",
-            Self::Wgpu => "wgpu",
-        })
+        match self {
+            Self::Flex => f.write_str("flex"),
+            Self::Ndarray => f.write_str("ndarray"),
+            Self::Wgpu => f.write_str("wgpu"),
+            Self::Cuda(0) => f.write_str("cuda"),
+            Self::Cuda(index) => write!(f, "cuda:{index}"),
+        }
     }
 }
 

@@ -26,6 +26,7 @@ fn options(dir: &Path, resume: bool) -> RunOptions {
         resume,
         label: "test".into(),
         data_parallel: None,
+        devices: Vec::new(),
     }
 }
 

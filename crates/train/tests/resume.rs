@@ -49,6 +49,7 @@ fn train(dir: &Path, resume: bool) -> FitOutcome<Mlp> {
         resume,
         label: "resume".into(),
         data_parallel: None,
+        devices: Vec::new(),
     };
     fit(model(), train, valid, batcher, &config(), &options).unwrap()
 }

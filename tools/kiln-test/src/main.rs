@@ -5,7 +5,8 @@
 //! the data-parallel tests, which start ranks with `mpirun`). This checks each with `dpkg -s`,
 //! installs the missing ones with `apt-get` where it may (as root, or through passwordless `sudo`), and
 //! otherwise names each missing package and the command that installs it and stops. Then it runs
-//! `cargo test --workspace --features wgpu,mpi ARGS…`, with `XDG_RUNTIME_DIR` set if it was not (wgpu asks for it).
+//! `cargo test --workspace --features wgpu,mpi ARGS…`, with `XDG_RUNTIME_DIR` set if it was not (wgpu asks for it),
+//! and, when that passes, type-checks the CUDA build (`cargo check -p xtask --bins --features cuda`).
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -70,7 +71,25 @@ fn main() -> ExitCode {
         cargo.env("XDG_RUNTIME_DIR", dir);
     }
     eprintln!("cargo test-all: running cargo {}", TEST_COMMAND.join(" "));
-    match cargo.status() {
+    let tested = run(&mut cargo);
+    if tested != ExitCode::SUCCESS {
+        return tested;
+    }
+    // The CUDA code (device choice, burn's DDP over several GPUs) must build even where no GPU is.
+    // cubecl-cuda's LLVM bundle is downloaded by a build script that only linking needs; `DOCS_RS` tells
+    // that script to skip it, as it does on docs.rs, and a type check needs no LLVM.
+    let mut cuda = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cuda.args(CUDA_CHECK).env("DOCS_RS", "1");
+    eprintln!("cargo test-all: running cargo {}", CUDA_CHECK.join(" "));
+    run(&mut cuda)
+}
+
+/// Type-checks the CUDA build (no GPU needed).
+const CUDA_CHECK: &[&str] = &["check", "-p", "xtask", "--bins", "--features", "cuda"];
+
+/// Runs `command`, passing on its failure.
+fn run(command: &mut Command) -> ExitCode {
+    match command.status() {
         Ok(status) if status.success() => ExitCode::SUCCESS,
         Ok(status) => ExitCode::from(status.code().map_or(1, |c| c.clamp(1, 255) as u8)),
         Err(e) => {

@@ -48,6 +48,8 @@ pub struct RunSettings {
     /// The ranks of a data-parallel run this process is one of (`None`: it trains alone). Give the
     /// ranks other than 0 a scratch `run_dir`.
     pub data_parallel: Option<DataParallel>,
+    /// Devices to train on together with burn's distributed data parallel (CUDA); empty: `device` alone.
+    pub devices: Vec<DeviceChoice>,
 }
 
 /// What a recipe produced.
@@ -99,6 +101,7 @@ impl RunSettings {
             seed: recipe.seed,
             augment: recipe.augment,
             data_parallel: None,
+            devices: Vec::new(),
         }
     }
 }
@@ -249,6 +252,7 @@ fn run_options(settings: &RunSettings, model: &str, dataset: &str) -> RunOptions
         resume: settings.resume,
         label: format!("{model} on {dataset}"),
         data_parallel: settings.data_parallel.clone(),
+        devices: settings.devices.iter().map(|d| d.device()).collect(),
     }
 }
 
