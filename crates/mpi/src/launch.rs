@@ -51,7 +51,8 @@ pub fn launched_rank() -> Option<(usize, usize)> {
     let pairs = [
         ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
         ("PMI_RANK", "PMI_SIZE"),
-        ("SLURM_PROCID", "SLURM_NTASKS"),
+        // A job step's tasks (srun), not the batch script, which has SLURM_PROCID but no step.
+        ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS"),
     ];
     pairs
         .iter()
