@@ -266,3 +266,30 @@ fn a_killed_rank_ends_the_run_and_rank_0s_checkpoint_resumes_it() {
         );
     }
 }
+
+/// The epochs a run in `dir` reports.
+fn epochs_run(dir: &Path) -> u64 {
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    report["runs"][0]["epochs"].as_u64().unwrap()
+}
+
+#[test]
+fn rank_0s_early_stop_ends_every_rank_at_the_epoch_one_process_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = small_recipe(dir.path(), "mlp-mnist", 288, 40, |r| {
+        r["hyper"]["hidden"] = json!([64]);
+        r["training"]["early_stopping_patience"] = json!(1);
+        r["training"]["lr"] = json!(0.01);
+    });
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    ok(&train(&recipe, &one, 1, &[]));
+    ok(&train(&recipe, &two, 2, &[]));
+    let stopped = epochs_run(&one);
+    assert!(stopped < 40, "one process did not stop early");
+    assert_eq!(
+        epochs_run(&two),
+        stopped,
+        "2 ranks stopped at another epoch"
+    );
+}
