@@ -3,6 +3,7 @@
 //! NaN or infinite loss.
 
 use crate::TrainError;
+use crate::board::{Board, tag_name};
 use crate::data_parallel::DataParallel;
 use burn::train::Interrupter;
 use burn::train::logger::MetricLogger;
@@ -125,6 +126,41 @@ impl Running {
     }
 }
 
+/// Per-batch TensorBoard scalars of the training split.
+pub(crate) struct StepScalars {
+    board: Board,
+    /// The global step of the last batch written.
+    step: i64,
+    /// The last update's values (tag, value), not yet known to be a batch's.
+    held: Vec<(String, f64)>,
+}
+
+impl StepScalars {
+    /// Writes the held update as the next step's and holds `update` instead.
+    fn hold(&mut self, update: &MetricsUpdate, names: &HashMap<MetricId, String>) {
+        if !self.held.is_empty() {
+            self.step += 1;
+            for (tag, value) in self.held.drain(..) {
+                self.board.scalar(&tag, self.step, value);
+            }
+        }
+        for numeric in &update.entries_numeric {
+            let (Some(name), Some(entry)) =
+                (names.get(&numeric.entry.metric_id), &numeric.numeric_entry)
+            else {
+                continue;
+            };
+            let value = match entry {
+                NumericEntry::Value(v) | NumericEntry::Final(v) => *v,
+                NumericEntry::Aggregated {
+                    aggregated_value, ..
+                } => *aggregated_value,
+            };
+            self.held.push((format!("step/{}", tag_name(name)), value));
+        }
+    }
+}
+
 /// burn-train metric logger writing `metrics.csv` (see the module docs).
 pub(crate) struct EpochCsvLogger {
     path: PathBuf,
@@ -138,6 +174,8 @@ pub(crate) struct EpochCsvLogger {
     validates: bool,
     /// The ranks this process trains with: epochs that the ranks' stop word emptied are not logged.
     group: Option<DataParallel>,
+    /// TensorBoard scalars.
+    board: Option<StepScalars>,
 }
 
 impl EpochCsvLogger {
@@ -174,7 +212,19 @@ impl EpochCsvLogger {
             divergence,
             validates: true,
             group: None,
+            board: None,
         })
+    }
+
+    /// This logger also writing TensorBoard scalars to `board`: each training batch's metrics at its global
+    /// step (counted from `first_step`, the steps before a resume), and every epoch's means at its number.
+    pub(crate) fn with_board(mut self, board: Board, first_step: usize) -> Self {
+        self.board = Some(StepScalars {
+            board,
+            step: first_step as i64,
+            held: Vec::new(),
+        });
+        self
     }
 
     /// This logger for one rank of `group`: only rank 0 logs validation, and no rank logs the epoch that
@@ -188,6 +238,11 @@ impl EpochCsvLogger {
 
 impl MetricLogger for EpochCsvLogger {
     fn log(&mut self, update: MetricsUpdate, _epoch: usize, split: &Split) {
+        // burn-train logs one update per training batch and one more when the split ends (the epoch's
+        // aggregates); each update is held back until the next one shows it was a batch's.
+        if let (Some(board), Split::Train) = (&mut self.board, split) {
+            board.hold(&update, &self.names);
+        }
         for numeric in &update.entries_numeric {
             let (Some(name), Some(entry)) = (
                 self.names.get(&numeric.entry.metric_id),
@@ -238,6 +293,21 @@ impl MetricLogger for EpochCsvLogger {
             .and_then(|mut f| f.write_all(text.as_bytes()));
         if let Err(e) = written {
             eprintln!("warning: cannot append to {}: {e}", self.path.display());
+        }
+        if let Some(scalars) = &mut self.board {
+            if summary.split == Split::Train {
+                // The held update is the split's end, not a batch.
+                scalars.held.clear();
+            }
+            let board = &mut scalars.board;
+            for (name, value) in &rows {
+                board.scalar(
+                    &format!("{}/{split}", tag_name(name)),
+                    summary.epoch_number as i64,
+                    *value,
+                );
+            }
+            board.flush();
         }
         if self.print_lines {
             let values: Vec<String> = rows.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();

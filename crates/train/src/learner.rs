@@ -1,6 +1,7 @@
 //! `fit`: train a [`Supervised`] model with burn-train's `SupervisedTraining`, plus what Kiln adds around
 //! it (regularisation, per-epoch CSV and curves, NaN detection, resume checks, best-epoch restore).
 
+use crate::board::{Board, WeightHistograms};
 use crate::compute_pool::on_compute_pool;
 use crate::data_parallel::{DataParallel, GradientSync};
 use crate::epoch_loader::EpochLoader;
@@ -15,6 +16,7 @@ use burn::data::dataset::{Dataset, InMemDataset};
 use burn::module::Module;
 use burn::prelude::Device;
 use burn::train::logger::FileMetricLogger;
+use burn::train::metric::LearningRateMetric;
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::{
     ExecutionStrategy, Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining,
@@ -293,10 +295,11 @@ where
     };
     let sync =
         (group.is_some() || config.grad_accumulation > 1).then(|| GradientSync::new(group.clone()));
-    let wrapped = Regularized {
+    let mut wrapped = Regularized {
         model: model.fork(&autodiff).train(),
         penalty: config.regularization,
         sync,
+        histograms: None,
     };
     let resume_from = match (&group, options.resume) {
         (_, false) => None,
@@ -306,7 +309,7 @@ where
     if resume_from.is_none() && dir.join("metrics.csv").is_file() {
         // A fresh run in the folder of an earlier one (recognised by its `metrics.csv`): drop that run's
         // checkpoints and logs so they cannot be mixed with this one.
-        for stale in ["checkpoint", "train", "valid"] {
+        for stale in ["checkpoint", "train", "valid", "tensorboard"] {
             let p = dir.join(stale);
             if p.exists() {
                 std::fs::remove_dir_all(&p).map_err(|e| TrainError::io(&p, e))?;
@@ -333,6 +336,10 @@ where
         epoch_loader = epoch_loader.sharded(g.clone(), interrupter_cell.clone());
     }
     let train_loader: Arc<dyn DataLoader<M::Batch>> = Arc::new(epoch_loader);
+    let first_epoch = resume_from.map_or(1, |epoch| epoch + 1);
+    if is_root {
+        wrapped.histograms = Some(WeightHistograms::new(dir, steps_per_epoch, first_epoch));
+    }
     // Rank 0 alone validates: the others get no validation items.
     let valid_builder = DataLoaderBuilder::new(valid_batcher)
         .batch_size(batch_size)
@@ -370,8 +377,8 @@ where
         let _ = interrupter_cell.set(interrupter.clone());
         training = training
             .with_metric_logger(FileMetricLogger::new(dir))
-            .with_metric_logger(
-                EpochCsvLogger::new(
+            .with_metric_logger({
+                let logger = EpochCsvLogger::new(
                     dir.join("metrics.csv"),
                     resume_from,
                     print_lines,
@@ -379,9 +386,17 @@ where
                     interrupter,
                     divergence.clone(),
                 )?
-                .for_rank(group.clone()),
-            );
-        training = <M::Output as LearnerOutput>::register_metrics(training);
+                .for_rank(group.clone());
+                // Rank 0 alone writes TensorBoard events; steps before a resume are counted.
+                if is_root {
+                    let first_step = resume_from.unwrap_or(0) * batches_per_epoch;
+                    logger.with_board(Board::create(dir), first_step)
+                } else {
+                    logger
+                }
+            });
+        training = <M::Output as LearnerOutput>::register_metrics(training)
+            .metric_train_numeric(LearningRateMetric::new());
         if !(is_root && options.dashboard == Dashboard::Auto && terminal) {
             training = training.renderer(Box::new(QuietRenderer));
         }
@@ -454,6 +469,7 @@ where
                 model: trained.clone(),
                 penalty: config.regularization,
                 sync: None,
+                histograms: None,
             }
             .try_load_file(&path)
             .map_err(|e| TrainError::Checkpoint {

@@ -12,13 +12,15 @@
 //! - [`metrics`]: the burn-train metrics burn lacks (item-weighted loss, RMSE, R², MRR, Hits@k, corpus
 //!   BLEU), logged for validation by `fit`; [`evaluate`]: the same metrics over a test set, by name;
 //!   [`bleu`]: corpus BLEU as sacreBLEU computes it;
-//! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves;
+//! - [`history`] and [`curves`]: per-epoch metrics as CSV and as PNG curves; [`board`]: TensorBoard
+//!   event files of every run (per-step and per-epoch metrics, weight and gradient histograms);
 //! - [`report`]: the `report.json` schema shared by `cargo xtask train-all` and `train`;
 //! - [`data_parallel`]: training as one of several ranks (gradients averaged through a [`Collective`]);
 //! - [`device`]: the run-time choice of backend; [`compute_pool`]: training loops run on rayon's pool.
 #![warn(missing_docs)]
 
 pub mod bleu;
+pub mod board;
 pub mod compute_pool;
 pub mod curves;
 pub mod data_parallel;

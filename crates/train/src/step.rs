@@ -2,6 +2,7 @@
 //! wrapper with the L1/L2 penalty that burn-train actually trains.
 
 use crate::Regularization;
+use crate::board::WeightHistograms;
 use crate::data_parallel::GradientSync;
 use crate::evaluate::Metrics;
 use crate::metrics::{
@@ -230,6 +231,9 @@ pub struct Regularized<M: Module> {
     /// Averaging of the gradients over ranks and accumulated passes, where there is any to do.
     #[module(skip)]
     pub sync: Option<GradientSync>,
+    /// Weight and gradient histograms for TensorBoard, once an epoch.
+    #[module(skip)]
+    pub histograms: Option<WeightHistograms>,
 }
 
 impl<M: Supervised> TrainStep for Regularized<M>
@@ -261,6 +265,9 @@ where
             Some(sync) => sync.average(&self, grads),
             None => grads,
         };
+        if let Some(histograms) = &self.histograms {
+            histograms.before_step(&self, &grads);
+        }
         optim.step(lr, self, grads)
     }
 }

@@ -38,7 +38,18 @@ const PACKAGES: &[Package] = &[
         name: "libclang-dev",
         why: "libclang, which bindgen needs to read MPI's headers",
     },
+    Package {
+        name: "python3-pip",
+        why: "Python and pip, for the Python packages the tests read their reference files with",
+    },
 ];
+
+/// Python packages the tests call (import name, pip name, why).
+const PYTHON_PACKAGES: &[(&str, &str, &str)] = &[(
+    "tensorboard",
+    "tensorboard",
+    "TensorBoard's event reader, which checks the event files a run writes",
+)];
 
 /// The test command README.md gives, less this runner.
 const TEST_COMMAND: &[&str] = &["test", "--workspace", "--features", "wgpu,mpi"];
@@ -59,6 +70,15 @@ fn main() -> ExitCode {
             names.join(" ")
         );
         return ExitCode::FAILURE;
+    }
+    for (module, package, why) in PYTHON_PACKAGES {
+        if let Err(message) = python_package(module, package) {
+            eprintln!("cargo test-all: {message}");
+            eprintln!(
+                "the Python package `{package}` is missing ({why}); install it with:\n  python3 -m pip install {package}"
+            );
+            return ExitCode::FAILURE;
+        }
     }
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo.args(TEST_COMMAND).args(std::env::args().skip(1));
@@ -158,6 +178,36 @@ fn install(packages: &[&Package]) -> Result<(), String> {
         Some(p) => Err(format!("{} is still not installed after apt-get", p.name)),
         None => Ok(()),
     }
+}
+
+/// Makes `import module` work in `python3`, installing `package` with pip if it does not (Debian's own
+/// Python refuses user installs unless told `--break-system-packages`; the tests only read files with it).
+fn python_package(module: &str, package: &str) -> Result<(), String> {
+    let imports = || {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if imports() {
+        return Ok(());
+    }
+    eprintln!("cargo test-all: installing the Python package {package} with pip");
+    for extra in [&[][..], &["--break-system-packages"][..]] {
+        let installed = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", package])
+            .args(extra)
+            .status()
+            .is_ok_and(|s| s.success());
+        if installed && imports() {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "`python3 -m pip install {package}` did not make `import {module}` work"
+    ))
 }
 
 /// Whether `program` is on `PATH`.
