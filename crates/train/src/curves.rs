@@ -20,7 +20,14 @@ fn register_bundled_font() {
 }
 
 /// Draws the loss curve (train and valid) and, when present, the accuracy curve side by side into `png`.
-pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), TrainError> {
+/// The epoch means are drawn at each epoch's end; `steps` (epochs as fractions, each batch's training
+/// loss), when given, are drawn beneath them, so that a run of one or two epochs shows its course too.
+pub fn plot_history(
+    history: &History,
+    steps: &[(f64, f64)],
+    title: &str,
+    png: &Path,
+) -> Result<(), TrainError> {
     register_bundled_font();
     let err = |e: &dyn std::fmt::Display| TrainError::Plot {
         path: png.to_path_buf(),
@@ -41,13 +48,21 @@ pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), Tr
     for (panel, metric) in panels.iter().zip(&metrics) {
         let train = history.series("train", metric);
         let valid = history.series("valid", metric);
-        let all: Vec<(usize, f64)> = train
+        let batches: &[(f64, f64)] = if *metric == "loss" { steps } else { &[] };
+        let all: Vec<(f64, f64)> = train
             .iter()
             .chain(&valid)
-            .copied()
+            .map(|&(e, v)| (e as f64, v))
+            .chain(batches.iter().copied())
             .filter(|p| p.1.is_finite())
             .collect();
-        let max_epoch = all.iter().map(|p| p.0).max().unwrap_or(1).max(2) as f64;
+        let max_epoch = all.iter().map(|p| p.0).fold(1.0, f64::max);
+        let min_epoch = if batches.is_empty() { 1.0 } else { 0.0 };
+        let max_epoch = if max_epoch <= min_epoch + 1.0 && batches.is_empty() {
+            2.0
+        } else {
+            max_epoch
+        };
         let lo = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
         let hi = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
         let pad = ((hi - lo) * 0.05).max(1e-6);
@@ -56,7 +71,7 @@ pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), Tr
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            .build_cartesian_2d(1f64..max_epoch, (lo - pad)..(hi + pad))
+            .build_cartesian_2d(min_epoch..max_epoch, (lo - pad)..(hi + pad))
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
@@ -68,6 +83,17 @@ pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), Tr
             })
             .draw()
             .map_err(|e| err(&e))?;
+        if !batches.is_empty() {
+            let light = BLUE.mix(0.3);
+            chart
+                .draw_series(LineSeries::new(
+                    batches.iter().copied().filter(|p| p.1.is_finite()),
+                    light.stroke_width(1),
+                ))
+                .map_err(|e| err(&e))?
+                .label("train (per batch)")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], light));
+        }
         for (points, name, colour) in [(&train, "train", BLUE), (&valid, "valid", RED)] {
             if points.is_empty() {
                 continue;
@@ -77,6 +103,14 @@ pub fn plot_history(history: &History, title: &str, png: &Path) -> Result<(), Tr
                     points.iter().map(|&(e, v)| (e as f64, v)),
                     colour.stroke_width(2),
                 ))
+                .map_err(|e| err(&e))?;
+            // A run of one epoch has one point per series: a marker shows it.
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(e, v)| Circle::new((e as f64, v), 3, colour.filled())),
+                )
                 .map_err(|e| err(&e))?
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));

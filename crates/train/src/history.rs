@@ -129,6 +129,8 @@ impl Running {
 /// Per-batch TensorBoard scalars of the training split.
 pub(crate) struct StepScalars {
     board: Board,
+    /// Each batch's training loss (global step, loss), for the curves of short runs.
+    losses: Arc<Mutex<Vec<(i64, f64)>>>,
     /// The global step of the last batch written.
     step: i64,
     /// The last update's values (tag, value), not yet known to be a batch's.
@@ -141,6 +143,11 @@ impl StepScalars {
         if !self.held.is_empty() {
             self.step += 1;
             for (tag, value) in self.held.drain(..) {
+                if tag == "step/loss"
+                    && let Ok(mut losses) = self.losses.lock()
+                {
+                    losses.push((self.step, value));
+                }
                 self.board.scalar(&tag, self.step, value);
             }
         }
@@ -217,10 +224,17 @@ impl EpochCsvLogger {
     }
 
     /// This logger also writing TensorBoard scalars to `board`: each training batch's metrics at its global
-    /// step (counted from `first_step`, the steps before a resume), and every epoch's means at its number.
-    pub(crate) fn with_board(mut self, board: Board, first_step: usize) -> Self {
+    /// step (counted from `first_step`, the steps before a resume), and every epoch's means at its number;
+    /// each batch's loss also goes to `losses`.
+    pub(crate) fn with_board(
+        mut self,
+        board: Board,
+        first_step: usize,
+        losses: Arc<Mutex<Vec<(i64, f64)>>>,
+    ) -> Self {
         self.board = Some(StepScalars {
             board,
+            losses,
             step: first_step as i64,
             held: Vec::new(),
         });

@@ -364,6 +364,7 @@ where
             Dashboard::Quiet => false,
         };
     let divergence = Arc::new(Mutex::new(Divergence::default()));
+    let step_losses = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     // burn-train's loop runs on a worker of the compute pool, so each parallel op costs no futex round trip
     // (see `compute_pool`); burn-train's builder is not `Send`, so it is built there too.
@@ -390,7 +391,7 @@ where
                 // Rank 0 alone writes TensorBoard events; steps before a resume are counted.
                 if is_root {
                     let first_step = resume_from.unwrap_or(0) * batches_per_epoch;
-                    logger.with_board(Board::create(dir), first_step)
+                    logger.with_board(Board::create(dir), first_step, step_losses.clone())
                 } else {
                     logger
                 }
@@ -480,7 +481,16 @@ where
             best_epoch = Some(best);
         }
     }
-    curves::plot_history(&history, &options.label, &dir.join("curves.png"))?;
+    // Each batch's loss at its fraction of an epoch, so that a run of one or two epochs has a curve too.
+    let steps: Vec<(f64, f64)> = step_losses
+        .lock()
+        .map(|l| {
+            l.iter()
+                .map(|&(step, loss)| (step as f64 / batches_per_epoch as f64, loss))
+                .collect()
+        })
+        .unwrap_or_default();
+    curves::plot_history(&history, &steps, &options.label, &dir.join("curves.png"))?;
     Ok(FitOutcome {
         model: trained.fork(&options.device),
         epochs: history.last_epoch(),
