@@ -69,7 +69,7 @@ pub fn write(
         out.join("report.json"),
         serde_json::to_string_pretty(report)? + "\n",
     )?;
-    let series: Vec<(String, Vec<(f64, f64)>)> = ["mlp", "cnn"]
+    let series: Vec<(String, Vec<kiln::train::curves::LabelledPoint>)> = ["mlp", "cnn"]
         .iter()
         .map(|model| {
             (
@@ -78,7 +78,17 @@ pub fn write(
                     .runs
                     .iter()
                     .filter(|r| r.model == *model)
-                    .map(|r| (r.bytes_on_disk as f64 / 1024.0, 100.0 * r.test_accuracy))
+                    .map(|r| {
+                        // The method and the head of its variant ("prune_structured 50%").
+                        let variant = r.variant.as_deref().unwrap_or("");
+                        let head = variant.split([':', ',', '(']).next().unwrap_or("").trim();
+                        let label = format!(" {} {head}", r.method);
+                        (
+                            r.bytes_on_disk as f64 / 1024.0,
+                            100.0 * r.test_accuracy,
+                            label,
+                        )
+                    })
                     .collect(),
             )
         })
@@ -146,4 +156,29 @@ pub fn write(
     }
     kiln::core::files::write_atomic(out.join("report.md"), md)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_report_renders_with_its_plot() {
+        let committed =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/compress/report.json");
+        let report: CompressReport =
+            serde_json::from_str(&std::fs::read_to_string(committed).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &report, DeviceChoice::Flex, false, 1.0).unwrap();
+        let png = dir.path().join("accuracy_vs_size.png");
+        assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
+        assert!(
+            std::fs::read_to_string(dir.path().join("report.md"))
+                .unwrap()
+                .contains("ptq_int8")
+        );
+        if let Some(copy) = std::env::var_os("KILN_KEEP_PLOT") {
+            std::fs::copy(&png, copy).unwrap();
+        }
+    }
 }

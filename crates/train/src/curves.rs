@@ -126,10 +126,31 @@ pub fn plot_history(
     Ok(())
 }
 
-/// A scatter plot of named point series (one colour each) into `png`, the x axis logarithmic: used for
-/// accuracy against model size.
+/// One point of a scatter plot: x, y and the point's own label.
+pub type LabelledPoint = (f64, f64, String);
+
+/// The points of `points` that no other point beats on both axes (smaller x and larger y), by x: the
+/// Pareto frontier of "small and accurate".
+pub fn pareto_frontier(points: &[LabelledPoint]) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<(f64, f64)> = points
+        .iter()
+        .map(|(x, y, _)| (*x, *y))
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let mut frontier: Vec<(f64, f64)> = Vec::new();
+    for p in sorted {
+        if frontier.last().is_none_or(|last| p.1 > last.1) {
+            frontier.push(p);
+        }
+    }
+    frontier
+}
+
+/// A scatter plot of named point series (one colour each, every point labelled, each series' Pareto
+/// frontier drawn as a dashed line) into `png`, the x axis logarithmic: used for accuracy against size.
 pub fn plot_scatter(
-    series: &[(String, Vec<(f64, f64)>)],
+    series: &[(String, Vec<LabelledPoint>)],
     title: &str,
     (x_desc, y_desc): (&str, &str),
     png: &Path,
@@ -141,7 +162,7 @@ pub fn plot_scatter(
     };
     let points: Vec<(f64, f64)> = series
         .iter()
-        .flat_map(|(_, p)| p.iter().copied())
+        .flat_map(|(_, p)| p.iter().map(|(x, y, _)| (*x, *y)))
         .filter(|p| p.0 > 0.0 && p.0.is_finite() && p.1.is_finite())
         .collect();
     if points.is_empty() {
@@ -156,7 +177,7 @@ pub fn plot_scatter(
             (lo.min(p.1), hi.max(p.1))
         });
     let y_pad = ((y_hi - y_lo) * 0.08).max(0.1);
-    let root = BitMapBackend::new(png, (800, 520)).into_drawing_area();
+    let root = BitMapBackend::new(png, (1000, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
@@ -177,22 +198,62 @@ pub fn plot_scatter(
     let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
     for (i, (name, pts)) in series.iter().enumerate() {
         let colour = colours[i % colours.len()];
+        let frontier = pareto_frontier(pts);
+        chart
+            .draw_series(DashedLineSeries::new(
+                frontier,
+                6,
+                4,
+                colour.mix(0.6).stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?;
         chart
             .draw_series(
                 pts.iter()
-                    .map(|&(x, y)| Circle::new((x, y), 5, colour.filled())),
+                    .map(|(x, y, _)| Circle::new((*x, *y), 5, colour.filled())),
             )
             .map_err(|e| err(&e))?
-            .label(name.as_str())
+            .label(format!("{name} (dashed: Pareto frontier)"))
             .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
+        chart
+            .draw_series(pts.iter().map(|(x, y, label)| {
+                Text::new(
+                    label.clone(),
+                    (*x, *y),
+                    ("sans-serif", 11).into_font().color(&colour.mix(0.9)),
+                )
+            }))
+            .map_err(|e| err(&e))?;
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::LowerMiddle)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frontier_keeps_the_points_nothing_beats_on_both_axes() {
+        let p = |x: f64, y: f64| (x, y, String::new());
+        let points = [
+            p(4.0, 0.95),
+            p(1.0, 0.90),
+            p(2.0, 0.97),
+            p(3.0, 0.96),
+            p(2.0, 0.80),
+            p(5.0, 0.99),
+        ];
+        assert_eq!(
+            pareto_frontier(&points),
+            [(1.0, 0.90), (2.0, 0.97), (5.0, 0.99)]
+        );
+    }
 }
