@@ -198,6 +198,58 @@ pub fn histogram(values: &[f32], buckets: usize) -> HistogramProto {
     h
 }
 
+/// Greyscale images (each `height × width` values, row by row, in any range) as one PNG grid of
+/// `columns` columns with a one-pixel dark border; each image is stretched to its own minimum and maximum.
+/// Returns the PNG's bytes and its height and width.
+pub fn grey_grid_png(
+    images: &[Vec<f32>],
+    height: usize,
+    width: usize,
+    columns: usize,
+) -> Result<(Vec<u8>, u32, u32), BoardError> {
+    let columns = columns.clamp(1, images.len().max(1));
+    let rows = images.len().div_ceil(columns).max(1);
+    let (grid_h, grid_w) = (rows * (height + 1) + 1, columns * (width + 1) + 1);
+    let mut pixels = vec![32u8; grid_h * grid_w];
+    for (k, image) in images.iter().enumerate() {
+        let (lo, hi) = image
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        let (top, left) = (
+            (k / columns) * (height + 1) + 1,
+            (k % columns) * (width + 1) + 1,
+        );
+        for y in 0..height {
+            for x in 0..width {
+                let v = image.get(y * width + x).copied().unwrap_or(lo);
+                let grey = if v.is_finite() {
+                    (v - lo) / span * 255.0
+                } else {
+                    0.0
+                };
+                pixels[(top + y) * grid_w + left + x] = grey.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    let format = |e: png::EncodingError| BoardError::Format {
+        path: PathBuf::from("<image grid>"),
+        message: e.to_string(),
+    };
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, grid_w as u32, grid_h as u32);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(format)?;
+        writer.write_image_data(&pixels).map_err(format)?;
+    }
+    Ok((bytes, grid_h as u32, grid_w as u32))
+}
+
 /// The events of an event file (for tests and tools).
 pub fn read_events(path: &Path) -> Result<Vec<Event>, BoardError> {
     let bytes = std::fs::read(path).map_err(|source| BoardError::Io {
@@ -234,6 +286,14 @@ mod tests {
         let flat = histogram(&[2.0; 5], 10);
         assert_eq!((flat.bucket_limit, flat.bucket), (vec![2.0], vec![5.0]));
         assert_eq!(histogram(&[], 10).num, 0.0);
+    }
+
+    #[test]
+    fn an_image_grid_is_a_png_of_the_grid_size() {
+        let images = vec![(0..12).map(|v| v as f32).collect::<Vec<f32>>(); 5];
+        let (png, h, w) = grey_grid_png(&images, 3, 4, 3).unwrap();
+        assert_eq!((h, w), (2 * 4 + 1, 3 * 5 + 1));
+        assert_eq!(&png[1..4], b"PNG");
     }
 
     #[test]

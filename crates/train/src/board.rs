@@ -65,6 +65,29 @@ impl Board {
     }
 }
 
+/// Writes `images` (greyscale, `height × width` each) as one grid image `tag` at `step` into a new event
+/// file of the run in `run_dir` (augmented training samples, attribution maps). A failure is a warning:
+/// pictures must never cost a run.
+pub fn write_image_grid(
+    run_dir: &Path,
+    tag: &str,
+    step: i64,
+    images: &[Vec<f32>],
+    height: usize,
+    width: usize,
+) {
+    let columns = (images.len() as f64).sqrt().ceil() as usize;
+    let written =
+        kiln_tensorboard::grey_grid_png(images, height, width, columns).and_then(|(png, h, w)| {
+            let mut writer = EventWriter::create(&board_dir(run_dir))?;
+            writer.image(tag, step, png, h, w, 1)?;
+            writer.flush()
+        });
+    if let Err(e) = written {
+        eprintln!("warning: no TensorBoard image {tag}: {e}");
+    }
+}
+
 /// A metric's name as a tag component: lower case, spaces as underscores.
 pub(crate) fn tag_name(name: &str) -> String {
     name.trim().to_lowercase().replace(' ', "_")

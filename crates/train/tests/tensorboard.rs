@@ -52,7 +52,15 @@ fn a_run_leaves_per_step_and_per_epoch_scalars_and_weight_histograms() {
         &options,
     )
     .unwrap();
+    // Pictures go beside the run's events (the image classifiers write their augmented samples so).
+    let pictures: Vec<Vec<f32>> = (0..3).map(|k| vec![k as f32; 28 * 28]).collect();
+    kiln_train::board::write_image_grid(dir.path(), "images/samples", 1, &pictures, 28, 28);
     let board = read_with_tensorboard(&dir.path().join("tensorboard"));
+    assert_eq!(
+        board["images"]["images/samples"],
+        serde_json::json!([1]),
+        "{board}"
+    );
 
     let steps = board["scalars"]["step/loss"].as_array().expect("step/loss");
     let numbers: Vec<u64> = steps.iter().map(|s| s[0].as_u64().unwrap()).collect();

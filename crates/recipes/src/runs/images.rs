@@ -6,6 +6,8 @@ use super::{
 use crate::model_name::ModelName;
 use crate::recipe::{Hyper, Recipe};
 use anyhow::{Context, bail};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
 use kiln_data::{
     AugmentationConfig, ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer, train_valid_split,
 };
@@ -135,6 +137,31 @@ where
     } else {
         batcher.clone()
     };
+    let is_root = settings
+        .data_parallel
+        .as_ref()
+        .is_none_or(kiln_train::DataParallel::is_root);
+    if settings.augment && is_root {
+        // What augmentation does, in TensorBoard: 16 training images as they are and as augmented (a
+        // clone of the batcher, which restarts from its seed, so training's draws are untouched).
+        let items: Vec<_> = (0..train.len().min(16))
+            .filter_map(|i| train.get(i).ok())
+            .collect();
+        let device = settings.device.device();
+        let (h, w) = (train.height(), train.width());
+        for (tag, b) in [
+            ("images/training", &batcher),
+            ("images/augmented_training", &train_batcher),
+        ] {
+            let images = b.clone().batch(items.clone(), &device).images;
+            let n = images.dims()[0];
+            if let Ok(values) = images.into_data().convert::<f32>().try_to_vec::<f32>() {
+                let per: Vec<Vec<f32>> =
+                    values.chunks(h * w).take(n).map(<[f32]>::to_vec).collect();
+                kiln_train::board::write_image_grid(&settings.run_dir, tag, 1, &per, h, w);
+            }
+        }
+    }
     let outcome = fit_with_batchers(
         model,
         train,
