@@ -286,22 +286,73 @@ impl Cnn {
     ) -> Result<Tensor<2>, ModelError> {
         let [c, h, w] = self.input;
         check_shape("cnn", &[None, Some(c), Some(h), Some(w)], &images.dims())?;
-        let mut x = images;
-        for (i, block) in self.blocks.iter().enumerate() {
-            let input = hook.layer_input(Layer::Conv(i), x);
-            if block.norm.is_none() && self.activation == Activation::Relu {
-                x = convolve_relu_pool(&block.conv, self.pool.as_ref(), input);
-                continue;
-            }
-            x = convolve(&block.conv, input);
-            if let Some(norm) = &block.norm {
-                x = norm.forward(x);
-            }
-            x = self.activation.apply(x);
-            if let Some(pool) = &self.pool {
-                x = pool.forward(x);
-            }
+        let features = self.run_blocks(images, 0, hook);
+        Ok(self.run_head(features, hook))
+    }
+
+    /// The output of convolution block `block` (after its activation and pooling), the layer Grad-CAM
+    /// explains.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, channels, height, width]`
+    /// - returns `[batch, channels of the block, height', width']`
+    pub fn block_output(&self, images: Tensor<4>, block: usize) -> Result<Tensor<4>, ModelError> {
+        let [c, h, w] = self.input;
+        check_shape("cnn", &[None, Some(c), Some(h), Some(w)], &images.dims())?;
+        if block >= self.blocks.len() {
+            return Err(ModelError::Argument {
+                model: "cnn",
+                argument: "block",
+                message: format!("block {block} of {} convolution blocks", self.blocks.len()),
+            });
         }
+        let mut x = images;
+        for i in 0..=block {
+            x = self.run_block(i, x, &mut NoHook);
+        }
+        Ok(x)
+    }
+
+    /// Logits from the output of convolution block `block` ([`Self::block_output`]): the rest of the
+    /// forward pass.
+    pub fn logits_from_block(&self, features: Tensor<4>, block: usize) -> Tensor<2> {
+        let x = self.run_blocks(features, block + 1, &mut NoHook);
+        self.run_head(x, &mut NoHook)
+    }
+
+    /// Convolution blocks `first..`.
+    fn run_blocks<H: LayerInputHook>(
+        &self,
+        mut x: Tensor<4>,
+        first: usize,
+        hook: &mut H,
+    ) -> Tensor<4> {
+        for i in first..self.blocks.len() {
+            x = self.run_block(i, x, hook);
+        }
+        x
+    }
+
+    /// Convolution block `i`.
+    fn run_block<H: LayerInputHook>(&self, i: usize, x: Tensor<4>, hook: &mut H) -> Tensor<4> {
+        let block = &self.blocks[i];
+        let input = hook.layer_input(Layer::Conv(i), x);
+        if block.norm.is_none() && self.activation == Activation::Relu {
+            return convolve_relu_pool(&block.conv, self.pool.as_ref(), input);
+        }
+        let mut x = convolve(&block.conv, input);
+        if let Some(norm) = &block.norm {
+            x = norm.forward(x);
+        }
+        x = self.activation.apply(x);
+        if let Some(pool) = &self.pool {
+            x = pool.forward(x);
+        }
+        x
+    }
+
+    /// The fully connected layers on the last block's output.
+    fn run_head<H: LayerInputHook>(&self, x: Tensor<4>, hook: &mut H) -> Tensor<2> {
         let n = x.dims()[0];
         let mut x: Tensor<2> = x.reshape([n as i32, -1]);
         for (i, layer) in self.hidden.iter().enumerate() {
@@ -312,7 +363,7 @@ impl Cnn {
             x = self.activation.apply(layer.forward(x));
         }
         let x = hook.layer_input(Layer::Output, self.dropout.forward(x));
-        Ok(self.output.forward(x))
+        self.output.forward(x)
     }
 
     /// Logits for greyscale images `[batch, height, width]` (a channel axis is added).
