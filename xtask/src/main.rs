@@ -3,6 +3,7 @@
 
 mod bench;
 mod compress_md;
+mod explain;
 mod ranks;
 mod report_md;
 mod vs_pytorch;
@@ -108,6 +109,20 @@ enum Task {
         /// (comma-separated, e.g. `cuda:0,cuda:1`; NCCL, so CUDA builds only: `--features cuda`).
         #[arg(long, value_delimiter = ',', conflicts_with = "ranks")]
         devices: Vec<String>,
+    },
+    /// Explain the MNIST MLP and CNN (saliency, gradient × input, integrated gradients, SmoothGrad,
+    /// occlusion, Grad-CAM) and measure faithfulness (deletion / insertion AUC against a random
+    /// attribution, model randomisation); write reports/explain/report.{md,json} and heatmaps.
+    Explain {
+        /// flex, ndarray or wgpu (default: the CPU default).
+        #[arg(long)]
+        device: Option<String>,
+        /// A smoke run: models trained on a subset for one epoch, 64 digits.
+        #[arg(long)]
+        quick: bool,
+        /// Where the report goes.
+        #[arg(long, default_value = "reports/explain")]
+        out: PathBuf,
     },
     /// List the registry's recipes (what train-all runs), or print one as JSON.
     Recipes {
@@ -315,6 +330,7 @@ fn run(task: Task, role: &ranks::Role) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Task::Explain { device, quick, out } => explain::run(parse_device(device)?, quick, &out),
         Task::Recipes { show } => {
             match show {
                 Some(name) => println!("{}", registry::find(&name)?.to_json()),

@@ -52,6 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::manual_rotate)]
     fn crc32c_is_castagnolis_and_the_mask_is_tensorflows() {
         // CRC-32C check value ("123456789" → 0xE3069283) and its mask by hand.
         assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
