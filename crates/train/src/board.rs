@@ -132,7 +132,7 @@ impl WeightHistograms {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let step = state.steps;
         state.steps += 1;
-        if step % state.steps_per_epoch != 0 {
+        if !step.is_multiple_of(state.steps_per_epoch) {
             return;
         }
         let epoch = (state.first_epoch + step / state.steps_per_epoch) as i64;

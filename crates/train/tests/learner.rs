@@ -562,6 +562,42 @@ fn accumulated_gradients_step_as_the_large_batch() {
     assert!(d > 1e-3, "batches of 16 differ from 32 by only {d}");
 }
 
+#[test]
+fn activation_checkpointing_trains_to_the_same_weights() {
+    let (train, valid, _, batcher) = mnist_subsets();
+    let train = train.subset(&(0..256).collect::<Vec<_>>());
+    let device = Device::flex();
+    device.seed(6);
+    let model = MlpConfig::new(784, vec![32], 10).init(&device).unwrap();
+    let run = |checkpointing: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = TrainingConfig::new(1, 32, 1e-3);
+        config.activation_checkpointing = checkpointing;
+        config.restore_best = false;
+        let out = fit(
+            model.clone(),
+            train.clone(),
+            valid.clone(),
+            batcher.clone(),
+            &config,
+            &options(dir.path(), false),
+        )
+        .unwrap();
+        weights(&out.model)
+    };
+    let (plain, recomputed) = (run(false), run(true));
+    let d = plain
+        .iter()
+        .zip(&recomputed)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        d < 1e-6,
+        "recomputing activations changed the weights by {d}"
+    );
+    assert_ne!(plain, weights(&model), "training moved the weights");
+}
+
 /// A group of two ranks whose exchanges must never be reached.
 struct Unreachable;
 
