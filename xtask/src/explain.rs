@@ -7,12 +7,14 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use kiln::data::{ImageBatcher, ImageFolder, PixelNormalizer};
+use kiln::data::{ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer, train_valid_split};
 use kiln::models::persist::{load_config, load_weights};
 use kiln::models::{Cnn, CnnConfig, Mlp, MlpConfig};
 use kiln::recipes::{self, RunSettings, registry};
 use kiln::train::{Dashboard, DeviceChoice};
-use kiln_explain::{Explainer, Quadrature, grad_cam};
+use kiln_explain::{
+    Calibration, ConfusionMatrix, Explainer, Quadrature, Scored, fit_temperature, grad_cam,
+};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -37,6 +39,10 @@ pub struct ExplainRecord {
     /// Mean Spearman rank correlation of |attribution| before and after re-initialising every layer (low:
     /// the method depends on what the model learnt).
     pub randomization_rank_correlation: f64,
+    /// The same over the pixels that are not black only: black pixels get exactly zero from integrated
+    /// gradients and occlusion (both measure the change from a black baseline) in either model, and those
+    /// ties alone make the correlation over all pixels high.
+    pub randomization_rank_correlation_foreground: f64,
     /// Time per image.
     pub ms_per_image: f64,
 }
@@ -44,7 +50,47 @@ pub struct ExplainRecord {
 #[derive(Serialize)]
 struct ExplainReport {
     runs: Vec<ExplainRecord>,
+    calibration: Vec<CalibrationRecord>,
 }
+
+/// What a model's outputs say about it on the test set: `report.json`'s `calibration` rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationRecord {
+    /// `mlp` or `cnn`.
+    pub model: String,
+    /// Test accuracy.
+    pub accuracy: f64,
+    /// The temperature fitted on the validation split (minimum NLL).
+    pub temperature: f64,
+    /// Expected calibration error (15 bins) of the test set, before and after temperature scaling.
+    pub ece_before: f64,
+    /// … after.
+    pub ece_after: f64,
+    /// Maximum calibration error, before.
+    pub mce_before: f64,
+    /// … after.
+    pub mce_after: f64,
+    /// Test NLL, before.
+    pub nll_before: f64,
+    /// … after.
+    pub nll_after: f64,
+    /// The five most frequent (truth, prediction) mistakes on the test set.
+    pub most_confused: Vec<ConfusedPair>,
+}
+
+/// One kind of mistake.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfusedPair {
+    /// The true digit.
+    pub truth: usize,
+    /// The digit predicted.
+    pub predicted: usize,
+    /// How many test images.
+    pub count: u64,
+}
+
+/// Confidence bins of the reliability diagrams (Guo et al. 2017 use 15).
+const CALIBRATION_BINS: usize = 15;
 
 /// Steps of the deletion and insertion curves (784 / 28 = 28 pixels a step).
 const CURVE_STEPS: usize = 28;
@@ -55,6 +101,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
     let folder = ImageFolder::mnist()?;
     let images_n = if quick { 64 } else { 500 };
     let mut runs = Vec::new();
+    let mut calibration = Vec::new();
     let mut md = String::new();
     writeln!(md, "# Kiln — explanation report\n")?;
     for model in ["mlp", "cnn"] {
@@ -79,32 +126,56 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
         let targets: Vec<usize> = items.iter().map(|i| i.label as usize).collect();
         let images = batcher.batch(items, &plain).images;
         let black = (0.0 - normalizer.mean) / normalizer.std;
-        let rows = match model {
+        // The run's own validation split (as `image_classifier` draws it), for the temperature; the whole
+        // test set (or the smoke run's part of it) for the calibration it is judged on.
+        let mut full_train = folder.train.clone();
+        let mut test = folder.test.clone();
+        if quick {
+            if let Some(n) = recipe.quick.train {
+                full_train = full_train.take(n);
+            }
+            if let Some(n) = recipe.quick.test {
+                test = test.take(n);
+            }
+        }
+        let split = train_valid_split(full_train.len(), 1.0 / 12.0, settings.seed)?;
+        let held_out = Held {
+            valid: full_train.subset(&split.valid),
+            test,
+            batcher: &batcher,
+        };
+        let (rows, outputs) = match model {
             "mlp" => {
                 let config: MlpConfig = load_config(&run_dir.join("model.json"))?;
                 let trained: Mlp = load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
                 plain.seed(99);
                 let random = config.init(&plain)?;
-                explain_model(
-                    model, &trained, &random, None, &plain, &images, &targets, black, out,
-                )?
+                (
+                    explain_model(
+                        model, &trained, &random, None, &plain, &images, &targets, black, out,
+                    )?,
+                    interpret_outputs(model, &trained, &plain, &held_out, out)?,
+                )
             }
             _ => {
                 let config: CnnConfig = load_config(&run_dir.join("model.json"))?;
                 let trained: Cnn = load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
                 plain.seed(99);
                 let random = config.init(&plain)?;
-                explain_model(
-                    model,
-                    &trained,
-                    &random,
-                    Some((&trained, &random)),
-                    &plain,
-                    &images,
-                    &targets,
-                    black,
-                    out,
-                )?
+                (
+                    explain_model(
+                        model,
+                        &trained,
+                        &random,
+                        Some((&trained, &random)),
+                        &plain,
+                        &images,
+                        &targets,
+                        black,
+                        out,
+                    )?,
+                    interpret_outputs(model, &trained, &plain, &held_out, out)?,
+                )
             }
         };
         writeln!(
@@ -115,18 +186,19 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
         )?;
         writeln!(
             md,
-            "| method | deletion AUC ↓ | random | insertion AUC ↑ | random | randomisation ρ ↓ | ms / image |\n|---|---|---|---|---|---|---|"
+            "| method | deletion AUC ↓ | random | insertion AUC ↑ | random | randomisation ρ ↓ | ρ, digit pixels ↓ | ms / image |\n|---|---|---|---|---|---|---|---|"
         )?;
         for r in &rows {
             writeln!(
                 md,
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.1} |",
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.1} |",
                 r.method,
                 r.deletion_auc,
                 r.random_deletion_auc,
                 r.insertion_auc,
                 r.random_insertion_auc,
                 r.randomization_rank_correlation,
+                r.randomization_rank_correlation_foreground,
                 r.ms_per_image
             )?;
         }
@@ -141,8 +213,14 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
                 r.method, r.method, r.method
             )?;
         }
-        writeln!(md)?;
+        writeln!(
+            md,
+            "\nDeletion and insertion curves (mean target probability against the share of pixels \
+             removed or revealed):\n\n![deletion]({model}-deletion.png) ![insertion]({model}-insertion.png)\n"
+        )?;
+        write_outputs(&mut md, &outputs)?;
         runs.extend(rows);
+        calibration.push(outputs);
     }
     writeln!(
         md,
@@ -150,7 +228,10 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
          steps at a time and insertion reveals them on a black image, scoring the softmax probability of the \
          label (Petsiuk et al. 2018 reveal on a blurred image); the AUC is the curve's mean. The random \
          attribution ranks pixels at random. Randomisation: every layer re-initialised (the end of Adebayo et \
-         al.'s cascade), Spearman's ρ of |attribution| per image, averaged. Whole run: {:.0} s{}.",
+         al.'s cascade), Spearman's ρ of |attribution| per image, averaged, over all pixels and over the digit's \
+         (non-black) pixels alone. Calibration: {CALIBRATION_BINS} equal-width bins of the top-label \
+         confidence (Guo et al. 2017); the temperature minimises the NLL of the run's validation split and is \
+         judged on the test set. Whole run: {:.0} s{}.",
         started.elapsed().as_secs_f64(),
         if quick {
             " (--quick: smoke-trained models, 64 digits)"
@@ -162,7 +243,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
     kiln::core::files::write_atomic(out.join("report.md"), md)?;
     kiln::core::files::write_atomic(
         out.join("report.json"),
-        serde_json::to_string_pretty(&ExplainReport { runs })? + "\n",
+        serde_json::to_string_pretty(&ExplainReport { runs, calibration })? + "\n",
     )?;
     println!(
         "wrote {} and {}",
@@ -194,7 +275,6 @@ where
     let explainer = Explainer::new(trained, device);
     let randomised = Explainer::new(random, device);
     let n = images.dims()[0];
-    let baselines = Tensor::<3>::full([n, 28, 28], black, device);
     let chunk = 50;
     // Each method as a function of (explainer, images, targets), run in chunks of 50 images.
     type Method<'a, M> =
@@ -224,14 +304,21 @@ where
             Box::new(move |e, _, x, t| Ok(e.occlusion(x, t, (4, 4), (4, 4), black)?)),
         ),
     ];
-    let _ = &baselines;
     if cnns.is_some() {
         methods.push((
             "grad_cam",
             Box::new(|_, _, _, _| unreachable!("Grad-CAM runs on the CNN below")),
         ));
     }
+    let pixels = images
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut rows = Vec::new();
+    let mut random_curves: Option<(Vec<f64>, Vec<f64>)> = None;
+    let (mut deletion_series, mut insertion_series) = (Vec::new(), Vec::new());
     for (method, f) in &methods {
         let attribute = |e: &Explainer<M>,
                          model: &M,
@@ -297,10 +384,29 @@ where
             })
             .sum::<f64>()
             / n as f64;
+        let foreground: Vec<bool> = pixels.iter().map(|&p| p != black).collect();
+        let rho_foreground = (0..n)
+            .map(|i| {
+                let keep = |v: &[f32]| -> Vec<f32> {
+                    (i * 784..(i + 1) * 784)
+                        .filter(|&j| foreground[j])
+                        .map(|j| v[j].abs())
+                        .collect()
+                };
+                spearman(&keep(&a), &keep(&r))
+            })
+            .sum::<f64>()
+            / n as f64;
         let (deletion, insertion) = curves(&explainer, images, targets, &a, black, device)?;
-        let noise: Vec<f32> = (0..n * 784).map(|i| pseudo_random(i as u64)).collect();
-        let (random_deletion, random_insertion) =
-            curves(&explainer, images, targets, &noise, black, device)?;
+        if random_curves.is_none() {
+            let noise: Vec<f32> = (0..n * 784).map(|i| pseudo_random(i as u64)).collect();
+            random_curves = Some(curves(&explainer, images, targets, &noise, black, device)?);
+        }
+        let (random_deletion, random_insertion) = random_curves.clone().context("random curves")?;
+        deletion_series.push((method.to_string(), fractions(&deletion)));
+        insertion_series.push((method.to_string(), fractions(&insertion)));
+        let (deletion, insertion) = (auc(&deletion), auc(&insertion));
+        let (random_deletion, random_insertion) = (auc(&random_deletion), auc(&random_insertion));
         let grid: Vec<Vec<f32>> = (0..16.min(n))
             .map(|i| abs(&a[i * 784..(i + 1) * 784]))
             .collect();
@@ -309,7 +415,8 @@ where
         std::fs::write(out.join(format!("{name}-{method}.png")), png)?;
         println!(
             "{name} {method}: deletion {deletion:.3} (random {random_deletion:.3}), insertion {insertion:.3} \
-             (random {random_insertion:.3}), randomisation ρ {rho:.2}, {ms:.1} ms/image"
+             (random {random_insertion:.3}), randomisation ρ {rho:.2} (digit pixels {rho_foreground:.2}), \
+             {ms:.1} ms/image"
         );
         rows.push(ExplainRecord {
             model: name.into(),
@@ -319,10 +426,44 @@ where
             random_deletion_auc: random_deletion,
             random_insertion_auc: random_insertion,
             randomization_rank_correlation: rho,
+            randomization_rank_correlation_foreground: rho_foreground,
             ms_per_image: ms,
         });
     }
+    if let Some((d, i)) = random_curves {
+        deletion_series.push(("random".into(), fractions(&d)));
+        insertion_series.push(("random".into(), fractions(&i)));
+    }
+    for (kind, series, x) in [
+        ("deletion", &deletion_series, "share of pixels removed"),
+        ("insertion", &insertion_series, "share of pixels revealed"),
+    ] {
+        kiln::train::curves::plot_lines(
+            series,
+            &format!("{name}: {kind} curves, {n} test digits"),
+            (x, "target probability"),
+            (0.0..1.0, 0.0..1.02),
+            false,
+            &out.join(format!("{name}-{kind}.png")),
+        )?;
+    }
     Ok(rows)
+}
+
+/// A curve's points at fractions 0, 1/STEPS, …, 1 of the pixels.
+fn fractions(curve: &[f64]) -> Vec<(f64, f64)> {
+    let last = (curve.len() - 1).max(1) as f64;
+    curve
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| (k as f64 / last, v))
+        .collect()
+}
+
+/// The area under a curve of equally spaced points on [0, 1] (trapezoidal rule).
+fn auc(curve: &[f64]) -> f64 {
+    let steps = (curve.len() - 1).max(1) as f64;
+    curve.windows(2).map(|w| (w[0] + w[1]) / 2.0).sum::<f64>() / steps
 }
 
 fn abs(v: &[f32]) -> Vec<f32> {
@@ -375,7 +516,8 @@ pub fn spearman(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// Deletion and insertion AUCs of `attributions` (flat, 784 per image; ranked by value, largest first).
+/// Deletion and insertion curves of `attributions` (flat, 784 per image; ranked by value, largest first):
+/// the mean target probability with 0, 1/`CURVE_STEPS`, …, all of the pixels removed or revealed.
 fn curves<M>(
     explainer: &Explainer<M>,
     images: &Tensor<3>,
@@ -383,7 +525,7 @@ fn curves<M>(
     attributions: &[f32],
     black: f32,
     device: &Device,
-) -> anyhow::Result<(f64, f64)>
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)>
 where
     M: kiln::core::Supervised<
             Batch = kiln::data::ImageBatch,
@@ -406,7 +548,7 @@ where
         })
         .collect();
     let per_step = 784 / CURVE_STEPS;
-    let (mut deletion, mut insertion) = (0.0, 0.0);
+    let (mut deletion, mut insertion) = (Vec::new(), Vec::new());
     for step in 0..=CURVE_STEPS {
         let k = step * per_step;
         let mut deleted = pixels.clone();
@@ -417,18 +559,162 @@ where
                 inserted[i * 784 + p] = pixels[i * 784 + p];
             }
         }
-        let weight = if step == 0 || step == CURVE_STEPS {
-            0.5
-        } else {
-            1.0
-        } / CURVE_STEPS as f64;
-        for (values, total) in [(deleted, &mut deletion), (inserted, &mut insertion)] {
+        for (values, curve) in [(deleted, &mut deletion), (inserted, &mut insertion)] {
             let x = Tensor::<3>::from_data(TensorData::new(values, [n, 28, 28]), device);
             let p = probabilities(explainer, x, targets)?;
-            *total += weight * p.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+            curve.push(p.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64);
         }
     }
     Ok((deletion, insertion))
+}
+
+/// The images a model's outputs are judged on: the run's validation split and the test set.
+struct Held<'a> {
+    valid: ImageDataset,
+    test: ImageDataset,
+    batcher: &'a ImageBatcher,
+}
+
+/// Logits of every image of `data`, flat (`items × classes`), with the labels.
+fn logits_of<M>(
+    explainer: &Explainer<M>,
+    data: &ImageDataset,
+    batcher: &ImageBatcher,
+    device: &Device,
+) -> anyhow::Result<(Vec<f32>, Vec<usize>)>
+where
+    M: kiln::core::Supervised<
+            Batch = kiln::data::ImageBatch,
+            Output = kiln::core::ClassificationOutput,
+        > + burn::module::Module,
+{
+    let (mut logits, mut labels) = (Vec::new(), Vec::new());
+    for start in (0..data.len()).step_by(500) {
+        let items = (start..(start + 500).min(data.len()))
+            .map(|i| data.get(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        labels.extend(items.iter().map(|i| i.label as usize));
+        let images = batcher.clone().batch(items, device).images;
+        logits.extend(
+            explainer
+                .logits(images)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        );
+    }
+    Ok((logits, labels))
+}
+
+/// Output interpretation of one model: confusion, calibration before and after a temperature fitted on
+/// the validation split, and the reliability diagram `<name>-reliability.png`.
+fn interpret_outputs<M>(
+    name: &str,
+    trained: &M,
+    device: &Device,
+    held: &Held,
+    out: &Path,
+) -> anyhow::Result<CalibrationRecord>
+where
+    M: kiln::core::Supervised<
+            Batch = kiln::data::ImageBatch,
+            Output = kiln::core::ClassificationOutput,
+        > + burn::module::Module,
+{
+    let explainer = Explainer::new(trained, device);
+    let (valid_logits, valid_labels) = logits_of(&explainer, &held.valid, held.batcher, device)?;
+    let (test_logits, test_labels) = logits_of(&explainer, &held.test, held.batcher, device)?;
+    let classes = valid_logits.len() / valid_labels.len().max(1);
+    let valid = Scored::new(&valid_logits, classes, &valid_labels)?;
+    let test = Scored::new(&test_logits, classes, &test_labels)?;
+    let temperature = fit_temperature(&valid);
+    let before = Calibration::of(&test, 1.0, CALIBRATION_BINS)?;
+    let after = Calibration::of(&test, temperature, CALIBRATION_BINS)?;
+    let confusion = ConfusionMatrix::of(&test);
+    let diagram = |c: &Calibration| -> Vec<(f64, f64)> {
+        c.bins
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| (b.confidence, b.accuracy))
+            .collect()
+    };
+    kiln::train::curves::plot_lines(
+        &[
+            (format!("T = 1 (ECE {:.4})", before.ece), diagram(&before)),
+            (
+                format!("T = {temperature:.3} (ECE {:.4})", after.ece),
+                diagram(&after),
+            ),
+        ],
+        &format!("{name}: reliability on {} test digits", test.len()),
+        ("confidence", "accuracy"),
+        (0.0..1.0, 0.0..1.02),
+        true,
+        &out.join(format!("{name}-reliability.png")),
+    )?;
+    println!(
+        "{name} outputs: test accuracy {:.4}, temperature {temperature:.3} (fitted on {} validation digits), \
+         ECE {:.4} → {:.4}, NLL {:.4} → {:.4}",
+        confusion.accuracy(),
+        valid.len(),
+        before.ece,
+        after.ece,
+        before.nll,
+        after.nll
+    );
+    Ok(CalibrationRecord {
+        model: name.into(),
+        accuracy: confusion.accuracy(),
+        temperature,
+        ece_before: before.ece,
+        ece_after: after.ece,
+        mce_before: before.mce,
+        mce_after: after.mce,
+        nll_before: before.nll,
+        nll_after: after.nll,
+        most_confused: confusion
+            .most_confused(5)
+            .into_iter()
+            .map(|c| ConfusedPair {
+                truth: c.truth,
+                predicted: c.predicted,
+                count: c.count,
+            })
+            .collect(),
+    })
+}
+
+/// The report's section on a model's outputs.
+fn write_outputs(md: &mut String, r: &CalibrationRecord) -> anyhow::Result<()> {
+    writeln!(
+        md,
+        "Outputs on the test set: accuracy {:.2}%; temperature {:.3} fitted on the validation split.\n\n\
+         | | ECE ↓ | MCE ↓ | NLL ↓ |\n|---|---|---|---|\n\
+         | T = 1 | {:.4} | {:.4} | {:.4} |\n| T = {:.3} | {:.4} | {:.4} | {:.4} |\n",
+        100.0 * r.accuracy,
+        r.temperature,
+        r.ece_before,
+        r.mce_before,
+        r.nll_before,
+        r.temperature,
+        r.ece_after,
+        r.mce_after,
+        r.nll_after
+    )?;
+    let pairs: Vec<String> = r
+        .most_confused
+        .iter()
+        .map(|c| format!("{} taken for {} ({}×)", c.truth, c.predicted, c.count))
+        .collect();
+    writeln!(
+        md,
+        "Most confused: {}.\n\n![reliability]({}-reliability.png)\n",
+        pairs.join(", "),
+        r.model
+    )?;
+    Ok(())
 }
 
 /// The softmax probability of each target.

@@ -1,7 +1,8 @@
 //! Attributions of Kiln's image classifiers — which pixels a prediction rests on — as Captum defines them:
 //! [`Explainer::saliency`], [`Explainer::input_x_gradient`], [`Explainer::integrated_gradients`] (with its
 //! completeness gap), [`Explainer::smoothgrad`] (a noise tunnel over saliency), [`Explainer::occlusion`],
-//! and [`grad_cam`] on a convolution block of the CNN.
+//! and [`grad_cam`] on a convolution block of the CNN; and, from a classifier's logits, its confusion
+//! matrix, calibration and temperature scaling ([`outputs`]).
 //!
 //! Every classifier that reads an [`ImageBatch`] and scores classes works (the MLP, the CNN, the recurrent
 //! classifiers and the Transformer classifier reading images row by row): the explainer runs its
@@ -10,8 +11,10 @@
 #![warn(missing_docs)]
 
 mod integrated;
+pub mod outputs;
 
 pub use integrated::{IntegratedGradients, Quadrature};
+pub use outputs::{Calibration, ConfusionMatrix, Scored, fit_temperature};
 
 use burn::module::Module;
 use burn::prelude::*;

@@ -236,6 +236,86 @@ pub fn plot_scatter(
     Ok(())
 }
 
+/// A line chart of named series (one colour each, a marker at every point) over fixed axis ranges into
+/// `png`; with `diagonal`, the line y = x is drawn dashed beneath them (a reliability diagram's "perfectly
+/// calibrated").
+pub fn plot_lines(
+    series: &[(String, Vec<(f64, f64)>)],
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    (x_range, y_range): (std::ops::Range<f64>, std::ops::Range<f64>),
+    diagonal: bool,
+    png: &Path,
+) -> Result<(), TrainError> {
+    register_bundled_font();
+    let err = |e: &dyn std::fmt::Display| TrainError::Plot {
+        path: png.to_path_buf(),
+        message: e.to_string(),
+    };
+    if series.iter().all(|(_, p)| p.is_empty()) {
+        return Err(err(&"no points to plot"));
+    }
+    let root = BitMapBackend::new(png, (720, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x_range.clone(), y_range)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| err(&e))?;
+    if diagonal {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x_range.start, x_range.start), (x_range.end, x_range.end)],
+                6,
+                4,
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?;
+    }
+    let colours = [
+        BLUE,
+        RED,
+        GREEN,
+        MAGENTA,
+        CYAN,
+        RGBColor(255, 140, 0),
+        BLACK,
+    ];
+    for (i, (name, points)) in series.iter().enumerate() {
+        let colour = colours[i % colours.len()];
+        let points: Vec<(f64, f64)> = points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .map_err(|e| err(&e))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
