@@ -9,11 +9,12 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use kiln::data::{ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer, train_valid_split};
 use kiln::models::persist::{load_config, load_weights};
-use kiln::models::{Cnn, CnnConfig, Mlp, MlpConfig};
+use kiln::models::{Cnn, CnnConfig, HookedClassifier, Mlp, MlpConfig};
 use kiln::recipes::{self, RunSettings, registry};
 use kiln::train::{Dashboard, DeviceChoice};
 use kiln_explain::{
-    Calibration, ConfusionMatrix, Explainer, Quadrature, Scored, fit_temperature, grad_cam,
+    Calibration, ConfusionMatrix, Explainer, Quadrature, Scored, activation_statistics,
+    fit_temperature, grad_cam,
 };
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -50,6 +51,8 @@ pub struct ExplainRecord {
 #[derive(Serialize)]
 struct ExplainReport {
     runs: Vec<ExplainRecord>,
+    cascade: Vec<CascadeRecord>,
+    activations: Vec<ActivationRecord>,
     calibration: Vec<CalibrationRecord>,
 }
 
@@ -78,6 +81,40 @@ pub struct CalibrationRecord {
     pub most_confused: Vec<ConfusedPair>,
 }
 
+/// One stage of the model-randomisation cascade: `report.json`'s `cascade` rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CascadeRecord {
+    /// `mlp` or `cnn`.
+    pub model: String,
+    /// The method.
+    pub method: String,
+    /// The lowest layer re-initialised: it and every layer above it are random.
+    pub randomised: String,
+    /// Mean Spearman's ρ of |attribution| against the trained model's, all pixels.
+    pub rank_correlation: f64,
+    /// The same over the digit's (non-black) pixels.
+    pub rank_correlation_foreground: f64,
+}
+
+/// One layer's input statistics: `report.json`'s `activations` rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivationRecord {
+    /// `mlp` or `cnn`.
+    pub model: String,
+    /// The layer whose input this is.
+    pub layer: String,
+    /// Units (features or channels).
+    pub units: usize,
+    /// Mean over every element.
+    pub mean: f64,
+    /// Standard deviation over every element.
+    pub std: f64,
+    /// Share of exact zeros.
+    pub zero_fraction: f64,
+    /// Share of units zero for every test image (dead ReLUs).
+    pub dead_fraction: f64,
+}
+
 /// One kind of mistake.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfusedPair {
@@ -102,6 +139,8 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
     let images_n = if quick { 64 } else { 500 };
     let mut runs = Vec::new();
     let mut calibration = Vec::new();
+    let mut cascade = Vec::new();
+    let mut activations = Vec::new();
     let mut md = String::new();
     writeln!(md, "# Kiln — explanation report\n")?;
     for model in ["mlp", "cnn"] {
@@ -144,37 +183,35 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
             test,
             batcher: &batcher,
         };
-        let (rows, outputs) = match model {
+        let ((rows, stages), outputs, layers) = match model {
             "mlp" => {
                 let config: MlpConfig = load_config(&run_dir.join("model.json"))?;
                 let trained: Mlp = load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
                 plain.seed(99);
-                let random = config.init(&plain)?;
+                // `valid` draws the lazily initialised weights now, from seed 99 alone.
+                let random = config.init(&plain)?.valid();
+                let stages = mlp_cascade(&trained, &random);
                 (
                     explain_model(
-                        model, &trained, &random, None, &plain, &images, &targets, black, out,
+                        model, &trained, &stages, &plain, &images, &targets, black, out,
                     )?,
                     interpret_outputs(model, &trained, &plain, &held_out, out)?,
+                    layer_statistics(model, &trained, &plain, &held_out)?,
                 )
             }
             _ => {
                 let config: CnnConfig = load_config(&run_dir.join("model.json"))?;
                 let trained: Cnn = load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
                 plain.seed(99);
-                let random = config.init(&plain)?;
+                // `valid` draws the lazily initialised weights now, from seed 99 alone.
+                let random = config.init(&plain)?.valid();
+                let stages = cnn_cascade(&trained, &random);
                 (
                     explain_model(
-                        model,
-                        &trained,
-                        &random,
-                        Some((&trained, &random)),
-                        &plain,
-                        &images,
-                        &targets,
-                        black,
-                        out,
+                        model, &trained, &stages, &plain, &images, &targets, black, out,
                     )?,
                     interpret_outputs(model, &trained, &plain, &held_out, out)?,
+                    layer_statistics(model, &trained, &plain, &held_out)?,
                 )
             }
         };
@@ -218,8 +255,12 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
             "\nDeletion and insertion curves (mean target probability against the share of pixels \
              removed or revealed):\n\n![deletion]({model}-deletion.png) ![insertion]({model}-insertion.png)\n"
         )?;
+        write_cascade(&mut md, &stages)?;
         write_outputs(&mut md, &outputs)?;
+        write_layers(&mut md, &layers)?;
         runs.extend(rows);
+        cascade.extend(stages);
+        activations.extend(layers);
         calibration.push(outputs);
     }
     writeln!(
@@ -228,7 +269,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
          steps at a time and insertion reveals them on a black image, scoring the softmax probability of the \
          label (Petsiuk et al. 2018 reveal on a blurred image); the AUC is the curve's mean. The random \
          attribution ranks pixels at random. Randomisation: every layer re-initialised (the end of Adebayo et \
-         al.'s cascade), Spearman's ρ of |attribution| per image, averaged, over all pixels and over the digit's \
+         al.'s cascade, whose stages follow each table), Spearman's ρ of |attribution| per image, averaged, over all pixels and over the digit's \
          (non-black) pixels alone. Calibration: {CALIBRATION_BINS} equal-width bins of the top-label \
          confidence (Guo et al. 2017); the temperature minimises the NLL of the run's validation split and is \
          judged on the test set. Whole run: {:.0} s{}.",
@@ -243,7 +284,12 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
     kiln::core::files::write_atomic(out.join("report.md"), md)?;
     kiln::core::files::write_atomic(
         out.join("report.json"),
-        serde_json::to_string_pretty(&ExplainReport { runs, calibration })? + "\n",
+        serde_json::to_string_pretty(&ExplainReport {
+            runs,
+            cascade,
+            activations,
+            calibration,
+        })? + "\n",
     )?;
     println!(
         "wrote {} and {}",
@@ -253,27 +299,31 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Every method on one model.
+/// Every method on one model; `stages` are Adebayo et al.'s cascade, the model with its top layer, then its
+/// top two, … re-initialised (the last: all of them).
 #[allow(clippy::too_many_arguments)]
 fn explain_model<M>(
     name: &str,
     trained: &M,
-    random: &M,
-    cnns: Option<(&Cnn, &Cnn)>,
+    stages: &[(String, M)],
     device: &Device,
     images: &Tensor<3>,
     targets: &[usize],
     black: f32,
     out: &Path,
-) -> anyhow::Result<Vec<ExplainRecord>>
+) -> anyhow::Result<(Vec<ExplainRecord>, Vec<CascadeRecord>)>
 where
     M: kiln::core::Supervised<
             Batch = kiln::data::ImageBatch,
             Output = kiln::core::ClassificationOutput,
-        > + burn::module::Module,
+        > + burn::module::Module
+        + AsCnn,
 {
     let explainer = Explainer::new(trained, device);
-    let randomised = Explainer::new(random, device);
+    let stage_explainers: Vec<Explainer<M>> = stages
+        .iter()
+        .map(|(_, m)| Explainer::new(m, device))
+        .collect();
     let n = images.dims()[0];
     let chunk = 50;
     // Each method as a function of (explainer, images, targets), run in chunks of 50 images.
@@ -304,7 +354,7 @@ where
             Box::new(move |e, _, x, t| Ok(e.occlusion(x, t, (4, 4), (4, 4), black)?)),
         ),
     ];
-    if cnns.is_some() {
+    if trained.as_cnn().is_some() {
         methods.push((
             "grad_cam",
             Box::new(|_, _, _, _| unreachable!("Grad-CAM runs on the CNN below")),
@@ -316,87 +366,52 @@ where
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let foreground: Vec<bool> = pixels.iter().map(|&p| p != black).collect();
     let mut rows = Vec::new();
+    let mut cascade = Vec::new();
     let mut random_curves: Option<(Vec<f64>, Vec<f64>)> = None;
     let (mut deletion_series, mut insertion_series) = (Vec::new(), Vec::new());
     for (method, f) in &methods {
-        let attribute = |e: &Explainer<M>,
-                         model: &M,
-                         cnn: Option<&Cnn>,
-                         x: Tensor<3>,
-                         t: &[usize]|
-         -> anyhow::Result<Tensor<3>> {
-            if *method == "grad_cam" {
-                let cnn = cnn.context("Grad-CAM needs the CNN")?;
-                let map = grad_cam(cnn, device, x, t, 1)?; // [n, 7, 7]
-                let [k, h, w] = map.dims();
-                // Nearest-neighbour upsampling to the image, as Captum's LayerAttribution.interpolate.
-                let up = map
-                    .reshape([k, h, 1, w, 1])
-                    .repeat_dim(2, 28 / h)
-                    .repeat_dim(4, 28 / w);
-                Ok(up.reshape([k, 28, 28]))
-            } else {
-                f(e, model, x, t)
+        let attribute = |e: &Explainer<M>, model: &M| -> anyhow::Result<Vec<f32>> {
+            let mut maps = Vec::new();
+            for start in (0..n).step_by(chunk) {
+                let end = (start + chunk).min(n);
+                let x = images.clone().slice([start..end, 0..28, 0..28]);
+                let t = &targets[start..end];
+                maps.push(if *method == "grad_cam" {
+                    let cnn = model.as_cnn().context("Grad-CAM needs the CNN")?;
+                    let map = grad_cam(cnn, device, x, t, 1)?; // [n, 7, 7]
+                    let [k, h, w] = map.dims();
+                    // Nearest-neighbour upsampling to the image, as Captum's LayerAttribution.interpolate.
+                    map.reshape([k, h, 1, w, 1])
+                        .repeat_dim(2, 28 / h)
+                        .repeat_dim(4, 28 / w)
+                        .reshape([k, 28, 28])
+                } else {
+                    f(e, model, x, t)?
+                });
             }
-        };
-        let started = Instant::now();
-        let mut maps = Vec::new();
-        for start in (0..n).step_by(chunk) {
-            let end = (start + chunk).min(n);
-            let x = images.clone().slice([start..end, 0..28, 0..28]);
-            maps.push(attribute(
-                &explainer,
-                trained,
-                cnns.map(|c| c.0),
-                x,
-                &targets[start..end],
-            )?);
-        }
-        let ms = started.elapsed().as_secs_f64() * 1000.0 / n as f64;
-        let maps = Tensor::cat(maps, 0);
-        let mut shuffled = Vec::new();
-        for start in (0..n).step_by(chunk) {
-            let end = (start + chunk).min(n);
-            let x = images.clone().slice([start..end, 0..28, 0..28]);
-            shuffled.push(attribute(
-                &randomised,
-                random,
-                cnns.map(|c| c.1),
-                x,
-                &targets[start..end],
-            )?);
-        }
-        let shuffled = Tensor::cat(shuffled, 0);
-        let values = |t: Tensor<3>| -> anyhow::Result<Vec<f32>> {
-            t.into_data()
+            Tensor::cat(maps, 0)
+                .into_data()
                 .convert::<f32>()
                 .try_to_vec::<f32>()
                 .map_err(|e| anyhow::anyhow!("{e:?}"))
         };
-        let (a, r) = (values(maps.clone())?, values(shuffled)?);
-        let rho = (0..n)
-            .map(|i| {
-                spearman(
-                    &abs(&a[i * 784..(i + 1) * 784]),
-                    &abs(&r[i * 784..(i + 1) * 784]),
-                )
-            })
-            .sum::<f64>()
-            / n as f64;
-        let foreground: Vec<bool> = pixels.iter().map(|&p| p != black).collect();
-        let rho_foreground = (0..n)
-            .map(|i| {
-                let keep = |v: &[f32]| -> Vec<f32> {
-                    (i * 784..(i + 1) * 784)
-                        .filter(|&j| foreground[j])
-                        .map(|j| v[j].abs())
-                        .collect()
-                };
-                spearman(&keep(&a), &keep(&r))
-            })
-            .sum::<f64>()
-            / n as f64;
+        let started = Instant::now();
+        let a = attribute(&explainer, trained)?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0 / n as f64;
+        let (mut rho, mut rho_foreground) = (f64::NAN, f64::NAN);
+        for ((stage, model), e) in stages.iter().zip(&stage_explainers) {
+            let r = attribute(e, model)?;
+            (rho, rho_foreground) = rank_correlations(&a, &r, &foreground);
+            cascade.push(CascadeRecord {
+                model: name.into(),
+                method: method.to_string(),
+                randomised: stage.clone(),
+                rank_correlation: rho,
+                rank_correlation_foreground: rho_foreground,
+            });
+        }
         let (deletion, insertion) = curves(&explainer, images, targets, &a, black, device)?;
         if random_curves.is_none() {
             let noise: Vec<f32> = (0..n * 784).map(|i| pseudo_random(i as u64)).collect();
@@ -447,7 +462,75 @@ where
             &out.join(format!("{name}-{kind}.png")),
         )?;
     }
-    Ok(rows)
+    Ok((rows, cascade))
+}
+
+/// Mean over the images (784 values each) of Spearman's ρ of |a| and |b|, over all pixels and over the
+/// `foreground` ones.
+fn rank_correlations(a: &[f32], b: &[f32], foreground: &[bool]) -> (f64, f64) {
+    let n = a.len() / 784;
+    let (mut all, mut digit) = (0.0, 0.0);
+    for i in 0..n {
+        let pixels = i * 784..(i + 1) * 784;
+        all += spearman(&abs(&a[pixels.clone()]), &abs(&b[pixels.clone()]));
+        let keep = |v: &[f32]| -> Vec<f32> {
+            pixels
+                .clone()
+                .filter(|&j| foreground[j])
+                .map(|j| v[j].abs())
+                .collect()
+        };
+        digit += spearman(&keep(a), &keep(b));
+    }
+    (all / n as f64, digit / n as f64)
+}
+
+/// The CNN inside a model, for Grad-CAM.
+trait AsCnn {
+    fn as_cnn(&self) -> Option<&Cnn>;
+}
+
+impl AsCnn for Mlp {
+    fn as_cnn(&self) -> Option<&Cnn> {
+        None
+    }
+}
+
+impl AsCnn for Cnn {
+    fn as_cnn(&self) -> Option<&Cnn> {
+        Some(self)
+    }
+}
+
+/// The MLP with its layers re-initialised from the top down, one more each stage.
+fn mlp_cascade(trained: &Mlp, random: &Mlp) -> Vec<(String, Mlp)> {
+    let mut stages = Vec::new();
+    let mut model = trained.clone();
+    model.output = random.output.clone();
+    stages.push(("output".to_string(), model.clone()));
+    for i in (0..trained.hidden.len()).rev() {
+        model.hidden[i] = random.hidden[i].clone();
+        stages.push((format!("hidden.{i}"), model.clone()));
+    }
+    stages
+}
+
+/// The CNN with its layers (output, hidden, then convolution blocks with their norms) re-initialised from
+/// the top down, one more each stage.
+fn cnn_cascade(trained: &Cnn, random: &Cnn) -> Vec<(String, Cnn)> {
+    let mut stages = Vec::new();
+    let mut model = trained.clone();
+    model.output = random.output.clone();
+    stages.push(("output".to_string(), model.clone()));
+    for i in (0..trained.hidden.len()).rev() {
+        model.hidden[i] = random.hidden[i].clone();
+        stages.push((format!("hidden.{i}"), model.clone()));
+    }
+    for i in (0..trained.blocks.len()).rev() {
+        model.blocks[i] = random.blocks[i].clone();
+        stages.push((format!("blocks.{i}"), model.clone()));
+    }
+    stages
 }
 
 /// A curve's points at fractions 0, 1/STEPS, …, 1 of the pixels.
@@ -684,6 +767,122 @@ where
             })
             .collect(),
     })
+}
+
+/// The report's table of the randomisation cascade: ρ (all pixels / digit pixels) per method and stage.
+fn write_cascade(md: &mut String, stages: &[CascadeRecord]) -> anyhow::Result<()> {
+    let mut columns: Vec<&str> = Vec::new();
+    for r in stages {
+        if !columns.contains(&r.randomised.as_str()) {
+            columns.push(&r.randomised);
+        }
+    }
+    writeln!(
+        md,
+        "Randomisation cascade (Adebayo et al. 2018): Spearman's ρ of |attribution| against the trained \
+         model's, all pixels / digit pixels, as the layers are re-initialised from the top down (each column \
+         re-initialises that layer and all above it):\n"
+    )?;
+    writeln!(
+        md,
+        "| method | {} |\n|---|{}",
+        columns
+            .iter()
+            .map(|c| format!("from {c}"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(columns.len())
+    )?;
+    let mut methods: Vec<&str> = Vec::new();
+    for r in stages {
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(&r.method);
+        }
+    }
+    for method in methods {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                stages
+                    .iter()
+                    .find(|r| r.method == method && r.randomised == *c)
+                    .map_or("—".into(), |r| {
+                        format!(
+                            "{:.2} / {:.2}",
+                            r.rank_correlation, r.rank_correlation_foreground
+                        )
+                    })
+            })
+            .collect();
+        writeln!(md, "| {method} | {} |", cells.join(" | "))?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+/// The statistics of every layer's input (after the first) over the test images (or the smoke run's
+/// part of them).
+fn layer_statistics<M: HookedClassifier>(
+    name: &str,
+    trained: &M,
+    device: &Device,
+    held: &Held,
+) -> anyhow::Result<Vec<ActivationRecord>> {
+    let mut batches = Vec::new();
+    for start in (0..held.test.len()).step_by(500) {
+        let items = (start..(start + 500).min(held.test.len()))
+            .map(|i| held.test.get(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        batches.push(held.batcher.clone().batch(items, device));
+    }
+    let stats = activation_statistics(trained, batches)?;
+    for s in &stats {
+        println!(
+            "{name} input of {}: {} units, mean {:.3}, std {:.3}, zeros {:.1}%, dead units {:.1}%",
+            s.layer,
+            s.units,
+            s.mean,
+            s.std,
+            100.0 * s.zero_fraction,
+            100.0 * s.dead_fraction
+        );
+    }
+    Ok(stats
+        .into_iter()
+        .map(|s| ActivationRecord {
+            model: name.into(),
+            layer: s.layer,
+            units: s.units,
+            mean: s.mean,
+            std: s.std,
+            zero_fraction: s.zero_fraction,
+            dead_fraction: s.dead_fraction,
+        })
+        .collect())
+}
+
+/// The report's table of layer inputs.
+fn write_layers(md: &mut String, layers: &[ActivationRecord]) -> anyhow::Result<()> {
+    writeln!(
+        md,
+        "What each layer receives over the test set (the ReLU outputs below it; after max-pooling for a \
+         convolution):\n\n| input of | units | mean | std | zeros | dead units |\n|---|---|---|---|---|---|"
+    )?;
+    for l in layers {
+        writeln!(
+            md,
+            "| {} | {} | {:.3} | {:.3} | {:.1}% | {:.1}% |",
+            l.layer,
+            l.units,
+            l.mean,
+            l.std,
+            100.0 * l.zero_fraction,
+            100.0 * l.dead_fraction
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
 }
 
 /// The report's section on a model's outputs.

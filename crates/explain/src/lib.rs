@@ -2,7 +2,8 @@
 //! [`Explainer::saliency`], [`Explainer::input_x_gradient`], [`Explainer::integrated_gradients`] (with its
 //! completeness gap), [`Explainer::smoothgrad`] (a noise tunnel over saliency), [`Explainer::occlusion`],
 //! and [`grad_cam`] on a convolution block of the CNN; and, from a classifier's logits, its confusion
-//! matrix, calibration and temperature scaling ([`outputs`]).
+//! matrix, calibration and temperature scaling ([`outputs`]); and the statistics of every layer's input
+//! over a dataset ([`activations`]).
 //!
 //! Every classifier that reads an [`ImageBatch`] and scores classes works (the MLP, the CNN, the recurrent
 //! classifiers and the Transformer classifier reading images row by row): the explainer runs its
@@ -10,9 +11,11 @@
 //! logit. Attributions are in the space the model reads, normalised pixels `[batch, height, width]`.
 #![warn(missing_docs)]
 
+pub mod activations;
 mod integrated;
 pub mod outputs;
 
+pub use activations::{LayerStatistics, activation_statistics};
 pub use integrated::{IntegratedGradients, Quadrature};
 pub use outputs::{Calibration, ConfusionMatrix, Scored, fit_temperature};
 
