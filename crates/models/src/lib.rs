@@ -28,6 +28,7 @@ mod next_token;
 pub use next_token::TextGenerator;
 pub mod persist;
 pub mod recurrent;
+pub mod torch;
 pub mod transformer;
 
 pub use cnn::{Cnn, CnnConfig};

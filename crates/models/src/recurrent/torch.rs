@@ -68,7 +68,7 @@ pub fn load_torch_recurrent(
 }
 
 /// `text` with regex metacharacters escaped.
-fn regex_escape(text: &str) -> String {
+pub(crate) fn regex_escape(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
             let special = r"\.+*?()|[]{}^$#&-~".contains(c);
