@@ -9,12 +9,15 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use kiln::data::{ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer, train_valid_split};
 use kiln::models::persist::{load_config, load_weights};
-use kiln::models::{Cnn, CnnConfig, HookedClassifier, Mlp, MlpConfig};
+use kiln::models::{
+    Cnn, CnnConfig, HookedClassifier, Mlp, MlpConfig, TransformerClassifier,
+    TransformerClassifierConfig,
+};
 use kiln::recipes::{self, RunSettings, registry};
 use kiln::train::{Dashboard, DeviceChoice};
 use kiln_explain::{
     Calibration, ConfusionMatrix, Explainer, Quadrature, Scored, activation_statistics,
-    fit_temperature, grad_cam,
+    attention_rollout, fit_temperature, grad_cam, head_mean,
 };
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -54,6 +57,7 @@ struct ExplainReport {
     cascade: Vec<CascadeRecord>,
     activations: Vec<ActivationRecord>,
     calibration: Vec<CalibrationRecord>,
+    class_maximisation: Vec<ClassMaximisation>,
 }
 
 /// What a model's outputs say about it on the test set: `report.json`'s `calibration` rows.
@@ -115,6 +119,15 @@ pub struct ActivationRecord {
     pub dead_fraction: f64,
 }
 
+/// Activation maximisation of one model: `report.json`'s `class_maximisation` rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassMaximisation {
+    /// The model.
+    pub model: String,
+    /// The softmax probability of class c reached by its image, for c = 0…9.
+    pub probabilities: Vec<f32>,
+}
+
 /// One kind of mistake.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfusedPair {
@@ -132,7 +145,8 @@ const CALIBRATION_BINS: usize = 15;
 /// Steps of the deletion and insertion curves (784 / 28 = 28 pixels a step).
 const CURVE_STEPS: usize = 28;
 
-/// Trains (or, with `quick`, smoke-trains) the MLP and the CNN and explains `images` test digits.
+/// Trains (or, with `quick`, smoke-trains) the MLP, the CNN and the Transformer classifier (MNIST read row
+/// by row) and explains `images` test digits.
 pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let folder = ImageFolder::mnist()?;
@@ -141,11 +155,16 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
     let mut calibration = Vec::new();
     let mut cascade = Vec::new();
     let mut activations = Vec::new();
+    let mut class_probabilities = Vec::new();
     let mut md = String::new();
     writeln!(md, "# Kiln — explanation report\n")?;
-    for model in ["mlp", "cnn"] {
-        let mut recipe = registry::find(&format!("{model}-mnist"))?;
-        recipe.training.epochs = if quick { 1 } else { 3 };
+    for (model, recipe_name, epochs) in [
+        ("mlp", "mlp-mnist", 3),
+        ("cnn", "cnn-mnist", 3),
+        ("transformer_encoder", "transformer_encoder-seq_mnist", 2),
+    ] {
+        let mut recipe = registry::find(recipe_name)?;
+        recipe.training.epochs = if quick { 1 } else { epochs };
         recipe.training.early_stopping_patience = None;
         let run_dir = Path::new("runs/explain").join(model);
         let mut settings =
@@ -183,7 +202,8 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
             test,
             batcher: &batcher,
         };
-        let ((rows, stages), outputs, layers) = match model {
+        let white = (1.0 - normalizer.mean) / normalizer.std;
+        let ((rows, stages), outputs, layers, probabilities) = match model {
             "mlp" => {
                 let config: MlpConfig = load_config(&run_dir.join("model.json"))?;
                 let trained: Mlp = load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
@@ -197,6 +217,26 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
                     )?,
                     interpret_outputs(model, &trained, &plain, &held_out, out)?,
                     layer_statistics(model, &trained, &plain, &held_out)?,
+                    class_images(model, &trained, &plain, (black, white), out)?,
+                )
+            }
+            "transformer_encoder" => {
+                let config: TransformerClassifierConfig = load_config(&run_dir.join("model.json"))?;
+                let trained: TransformerClassifier =
+                    load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
+                plain.seed(99);
+                // `valid` draws the lazily initialised weights now, from seed 99 alone.
+                let random = config.init(&plain)?.valid();
+                let stages = transformer_cascade(&trained, &random);
+                write_head_maps(model, &trained, &images, out)?;
+                (
+                    explain_model(
+                        model, &trained, &stages, &plain, &images, &targets, black, out,
+                    )?,
+                    interpret_outputs(model, &trained, &plain, &held_out, out)?,
+                    // The Transformer has no layer-input hooks.
+                    Vec::new(),
+                    class_images(model, &trained, &plain, (black, white), out)?,
                 )
             }
             _ => {
@@ -212,6 +252,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
                     )?,
                     interpret_outputs(model, &trained, &plain, &held_out, out)?,
                     layer_statistics(model, &trained, &plain, &held_out)?,
+                    class_images(model, &trained, &plain, (black, white), out)?,
                 )
             }
         };
@@ -257,7 +298,42 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
         )?;
         write_cascade(&mut md, &stages)?;
         write_outputs(&mut md, &outputs)?;
-        write_layers(&mut md, &layers)?;
+        if !layers.is_empty() {
+            write_layers(&mut md, &layers)?;
+        }
+        if model == "transformer_encoder" {
+            writeln!(
+                md,
+                "Attention of the last layer to the image rows for the first digit (queries down, keys \
+                 across), one map per head and their mean; `attention_rollout` above ranks each image row \
+                 by the share of the pooled output that rolls out from it (Abnar & Zuidema 2020, residual \
+                 weight 0.5):\n\n![attention]({model}-attention.png)\n"
+            )?;
+        }
+        println!(
+            "{model} class maximisation: probabilities {}",
+            probabilities
+                .iter()
+                .map(|p| format!("{p:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        writeln!(
+            md,
+            "Activation maximisation of each class (gradient ascent on the logit from a black image, 200 steps \
+             of 0.1, L2 pull 0.01 towards the start, pixels kept in the image range), digits 0–9; the \
+             softmax probability each image reaches: {}.\n\n![classes]({model}-classes.png)\n",
+            probabilities
+                .iter()
+                .enumerate()
+                .map(|(c, p)| format!("{c}: {p:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        class_probabilities.push(ClassMaximisation {
+            model: model.into(),
+            probabilities,
+        });
         runs.extend(rows);
         cascade.extend(stages);
         activations.extend(layers);
@@ -289,6 +365,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
             cascade,
             activations,
             calibration,
+            class_maximisation: class_probabilities,
         })? + "\n",
     )?;
     println!(
@@ -354,6 +431,12 @@ where
             Box::new(move |e, _, x, t| Ok(e.occlusion(x, t, (4, 4), (4, 4), black)?)),
         ),
     ];
+    if trained.as_transformer().is_some() {
+        methods.push((
+            "attention_rollout",
+            Box::new(|_, _, _, _| unreachable!("rollout runs on the Transformer below")),
+        ));
+    }
     if trained.as_cnn().is_some() {
         methods.push((
             "grad_cam",
@@ -378,7 +461,12 @@ where
                 let end = (start + chunk).min(n);
                 let x = images.clone().slice([start..end, 0..28, 0..28]);
                 let t = &targets[start..end];
-                maps.push(if *method == "grad_cam" {
+                maps.push(if *method == "attention_rollout" {
+                    let transformer = model
+                        .as_transformer()
+                        .context("attention rollout needs the Transformer")?;
+                    rollout_rows(transformer, x)?
+                } else if *method == "grad_cam" {
                     let cnn = model.as_cnn().context("Grad-CAM needs the CNN")?;
                     let map = grad_cam(cnn, device, x, t, 1)?; // [n, 7, 7]
                     let [k, h, w] = map.dims();
@@ -425,7 +513,7 @@ where
         let grid: Vec<Vec<f32>> = (0..16.min(n))
             .map(|i| abs(&a[i * 784..(i + 1) * 784]))
             .collect();
-        let (png, _, _) = kiln_tensorboard::grey_grid_png(&grid, 28, 28, 8)?;
+        let (png, _, _) = grey_grid(&grid, 28, 28, 8)?;
         std::fs::create_dir_all(out)?;
         std::fs::write(out.join(format!("{name}-{method}.png")), png)?;
         println!(
@@ -485,21 +573,99 @@ fn rank_correlations(a: &[f32], b: &[f32], foreground: &[bool]) -> (f64, f64) {
     (all / n as f64, digit / n as f64)
 }
 
-/// The CNN inside a model, for Grad-CAM.
+/// The models some methods need by their type: the CNN for Grad-CAM, the Transformer for its attention.
 trait AsCnn {
-    fn as_cnn(&self) -> Option<&Cnn>;
-}
-
-impl AsCnn for Mlp {
     fn as_cnn(&self) -> Option<&Cnn> {
         None
     }
+    fn as_transformer(&self) -> Option<&TransformerClassifier> {
+        None
+    }
 }
+
+impl AsCnn for Mlp {}
 
 impl AsCnn for Cnn {
     fn as_cnn(&self) -> Option<&Cnn> {
         Some(self)
     }
+}
+
+impl AsCnn for TransformerClassifier {
+    fn as_transformer(&self) -> Option<&TransformerClassifier> {
+        Some(self)
+    }
+}
+
+/// The Transformer classifier with its layers (output, encoder layers, input projection) re-initialised
+/// from the top down, one more each stage.
+fn transformer_cascade(
+    trained: &TransformerClassifier,
+    random: &TransformerClassifier,
+) -> Vec<(String, TransformerClassifier)> {
+    let mut stages = Vec::new();
+    let mut model = trained.clone();
+    model.output = random.output.clone();
+    model.stack.final_norm = random.stack.final_norm.clone();
+    stages.push(("output".to_string(), model.clone()));
+    for i in (0..trained.stack.encoder.layers.len()).rev() {
+        model.stack.encoder.layers[i] = random.stack.encoder.layers[i].clone();
+        stages.push((format!("layers.{i}"), model.clone()));
+    }
+    model.input = random.input.clone();
+    model.stack.positions = random.stack.positions.clone();
+    stages.push(("input".to_string(), model.clone()));
+    stages
+}
+
+/// Attention rollout as an attribution of the pixels: each image row (a step of the Transformer) gets the
+/// share of the mean-pooled output that rolls out from it, `[batch, 28, 28]`.
+fn rollout_rows(model: &TransformerClassifier, images: Tensor<3>) -> anyhow::Result<Tensor<3>> {
+    let [n, h, w] = images.dims();
+    let weights = model.valid().attention_weights(images, None)?;
+    let rollout = attention_rollout(&weights, 0.5)?; // [n, steps, steps]
+    // The classifier pools every step's output with equal weight: average the rows of the rollout.
+    let relevance = rollout.mean_dim(1).reshape([n, h, 1]);
+    Ok(relevance.expand([n, h, w]))
+}
+
+/// The last layer's attention maps of the first digit, one per head, and the mean over heads, as a
+/// greyscale grid `<name>-attention.png` (queries down, keys across: image rows).
+fn write_head_maps(
+    name: &str,
+    model: &TransformerClassifier,
+    images: &Tensor<3>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let [_, h, w] = images.dims();
+    let first = images.clone().slice([0..1, 0..h, 0..w]);
+    let weights = model.valid().attention_weights(first, None)?;
+    let last = weights
+        .last()
+        .context("a Transformer without layers")?
+        .clone();
+    let [_, heads, q, k] = last.dims();
+    let mut maps: Vec<Vec<f32>> = (0..heads)
+        .map(|head| {
+            last.clone()
+                .slice([0..1, head..head + 1, 0..q, 0..k])
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    maps.push(
+        head_mean(last)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+    );
+    let (png, _, _) = grey_grid(&maps, q, k, maps.len())?;
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join(format!("{name}-attention.png")), png)?;
+    Ok(())
 }
 
 /// The MLP with its layers re-initialised from the top down, one more each stage.
@@ -531,6 +697,33 @@ fn cnn_cascade(trained: &Cnn, random: &Cnn) -> Vec<(String, Cnn)> {
         stages.push((format!("blocks.{i}"), model.clone()));
     }
     stages
+}
+
+/// Pixels drawn per map pixel in the report's PNGs (a 28×28 map is 84×84).
+const PNG_SCALE: usize = 3;
+
+/// `maps` (`h × w` each) as a PNG grid of `columns`, every map enlarged `PNG_SCALE` times.
+fn grey_grid(
+    maps: &[Vec<f32>],
+    h: usize,
+    w: usize,
+    columns: usize,
+) -> anyhow::Result<(Vec<u8>, u32, u32)> {
+    let k = PNG_SCALE;
+    let large: Vec<Vec<f32>> = maps
+        .iter()
+        .map(|m| {
+            (0..h * k)
+                .flat_map(|r| (0..w * k).map(move |c| m[(r / k) * w + c / k]))
+                .collect()
+        })
+        .collect();
+    Ok(kiln_tensorboard::grey_grid_png(
+        &large,
+        h * k,
+        w * k,
+        columns,
+    )?)
 }
 
 /// A curve's points at fractions 0, 1/STEPS, …, 1 of the pixels.
@@ -860,6 +1053,40 @@ fn layer_statistics<M: HookedClassifier>(
             dead_fraction: s.dead_fraction,
         })
         .collect())
+}
+
+/// Class maximisation from a black image (200 steps of 0.1, l2 0.01, pixels kept in the image range):
+/// writes `<name>-classes.png` (digits 0–9, each to its own range) and returns each class's softmax
+/// probability at the end.
+fn class_images<M>(
+    name: &str,
+    trained: &M,
+    device: &Device,
+    range: (f32, f32),
+    out: &Path,
+) -> anyhow::Result<Vec<f32>>
+where
+    M: kiln::core::Supervised<
+            Batch = kiln::data::ImageBatch,
+            Output = kiln::core::ClassificationOutput,
+        > + burn::module::Module,
+{
+    let explainer = Explainer::new(trained, device);
+    let targets: Vec<usize> = (0..10).collect();
+    let start = Tensor::<3>::full([10, 28, 28], range.0, device);
+    let found = explainer.maximise_classes(start, &targets, 200, 0.1, 0.01, range)?;
+    let pixels = found
+        .images
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let grid: Vec<Vec<f32>> = pixels.chunks(784).map(<[f32]>::to_vec).collect();
+    let (png, _, _) = grey_grid(&grid, 28, 28, 10)?;
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join(format!("{name}-classes.png")), png)?;
+    probabilities(&explainer, found.images, &targets)
 }
 
 /// The report's table of layer inputs.

@@ -3,7 +3,7 @@
 //! completeness gap), [`Explainer::smoothgrad`] (a noise tunnel over saliency), [`Explainer::occlusion`],
 //! and [`grad_cam`] on a convolution block of the CNN; and, from a classifier's logits, its confusion
 //! matrix, calibration and temperature scaling ([`outputs`]); and the statistics of every layer's input
-//! over a dataset ([`activations`]).
+//! over a dataset ([`activations`]); the Transformers' attention maps and their rollout ([`attention`]).
 //!
 //! Every classifier that reads an [`ImageBatch`] and scores classes works (the MLP, the CNN, the recurrent
 //! classifiers and the Transformer classifier reading images row by row): the explainer runs its
@@ -12,10 +12,12 @@
 #![warn(missing_docs)]
 
 pub mod activations;
+pub mod attention;
 mod integrated;
 pub mod outputs;
 
 pub use activations::{LayerStatistics, activation_statistics};
+pub use attention::{attention_rollout, head_mean};
 pub use integrated::{IntegratedGradients, Quadrature};
 pub use outputs::{Calibration, ConfusionMatrix, Scored, fit_temperature};
 
@@ -38,6 +40,17 @@ pub enum ExplainError {
     /// The backward pass gave no gradient for the input (a model that does not use it).
     #[error("no gradient reached the input")]
     NoGradient,
+}
+
+/// What [`Explainer::maximise_classes`] found.
+#[derive(Debug, Clone)]
+pub struct ClassImages {
+    /// The images, `[batch, height, width]`, normalised pixels.
+    pub images: Tensor<3>,
+    /// Each target's logit at the start.
+    pub before: Tensor<1>,
+    /// Each target's logit at the end.
+    pub after: Tensor<1>,
 }
 
 /// A classifier in inference mode on an autodiff device, ready to be differentiated with respect to its
@@ -156,6 +169,41 @@ where
             total = total + self.saliency(images.clone() + noise, targets)?;
         }
         Ok(total / samples as f64)
+    }
+
+    /// Activation maximisation of classes (Erhan et al. 2009; Simonyan et al. 2014, §2): gradient ascent on
+    /// the input, from `start` (`[batch, height, width]`, one image per target), on the target logit minus
+    /// `l2` · ‖x − start‖², for `steps` steps of size `lr`, every pixel kept in `range` (the model's
+    /// normalised pixel range). Returns the images and their target logits before and after.
+    pub fn maximise_classes(
+        &self,
+        start: Tensor<3>,
+        targets: &[usize],
+        steps: usize,
+        lr: f32,
+        l2: f32,
+        range: (f32, f32),
+    ) -> Result<ClassImages, ExplainError> {
+        if !(lr > 0.0 && lr.is_finite() && l2 >= 0.0 && range.0 < range.1) {
+            return Err(ExplainError::Argument(format!(
+                "activation maximisation needs lr > 0 (got {lr}), l2 ≥ 0 (got {l2}) and a range low < high \
+                 (got {range:?})"
+            )));
+        }
+        let start = start.clamp(range.0, range.1);
+        let (_, before) = self.gradient(start.clone(), targets)?;
+        let mut x = start.clone();
+        for _ in 0..steps {
+            let (g, _) = self.gradient(x.clone(), targets)?;
+            let pull = (x.clone() - start.clone()) * (2.0 * l2);
+            x = (x + (g - pull) * lr).clamp(range.0, range.1);
+        }
+        let (_, after) = self.gradient(x.clone(), targets)?;
+        Ok(ClassImages {
+            images: x,
+            before,
+            after,
+        })
     }
 
     /// Occlusion (Zeiler & Fergus 2014; Captum's `Occlusion`): every `window` (rows, columns) placed at

@@ -91,6 +91,24 @@ impl TransformerClassifier {
         Ok(self.output.forward(pooled.reshape([batch, d_model])))
     }
 
+    /// The attention weights of every encoder layer for `x` (see [`EncoderStack::attention_weights`]),
+    /// `[batch, heads, steps, steps]` each.
+    ///
+    /// [`EncoderStack::attention_weights`]: super::EncoderStack::attention_weights
+    pub fn attention_weights(
+        &self,
+        x: Tensor<3>,
+        valid: Option<Tensor<2, Bool>>,
+    ) -> Result<Vec<Tensor<4>>, ModelError> {
+        check_shape(
+            "transformer_encoder",
+            &[None, None, Some(self.d_input())],
+            &x.dims(),
+        )?;
+        self.stack
+            .attention_weights(super::fused::linear(&self.input, x), valid, false)
+    }
+
     /// Predicted classes for images read row by row, `[batch]`.
     pub fn predict(&self, images: Tensor<3>) -> Result<Tensor<1, Int>, ModelError> {
         let n = images.dims()[0];

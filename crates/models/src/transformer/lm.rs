@@ -89,6 +89,21 @@ impl TransformerLm {
         ))
     }
 
+    /// The causal attention weights of every layer for `tokens` (see
+    /// [`EncoderStack::attention_weights`]), `[batch, heads, steps, steps]` each.
+    ///
+    /// [`EncoderStack::attention_weights`]: super::EncoderStack::attention_weights
+    pub fn attention_weights(
+        &self,
+        tokens: Tensor<2, Int>,
+        valid: Option<Tensor<2, Bool>>,
+    ) -> Result<Vec<Tensor<4>>, ModelError> {
+        check_shape("transformer_lm", &[None, None], &tokens.dims())?;
+        check_token_range("transformer_lm", &tokens, self.vocab_size())?;
+        self.stack
+            .attention_weights(self.embedding.forward(tokens), valid, true)
+    }
+
     /// The step's loss (nats per token over real steps) with the logits and targets for the metrics.
     pub fn try_step(&self, batch: TokenBatch) -> Result<TokenOutput, ModelError> {
         let logits = self.try_forward(batch.inputs, Some(batch.mask))?;

@@ -11,7 +11,7 @@
 use super::fused;
 use crate::ModelError;
 use burn::nn::activation::ActivationConfig;
-use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::attention::{MhaInput, generate_autoregressive_mask};
 use burn::nn::transformer::{
     TransformerDecoder, TransformerDecoderConfig, TransformerEncoder, TransformerEncoderConfig,
 };
@@ -243,6 +243,48 @@ impl EncoderStack {
             Some(norm) => fused::layer_norm(norm, x),
             None => x,
         })
+    }
+
+    /// The attention weights of every layer, `[batch, heads, steps (queries), steps (keys)]` each, in
+    /// layer order: what [`EncoderStack::try_forward`] computes with the same arguments (burn's
+    /// `MultiHeadAttention` returns them beside its context). Rows sum to 1; masked keys get 0.
+    pub fn attention_weights(
+        &self,
+        x: Tensor<3>,
+        valid: Option<Tensor<2, Bool>>,
+        causal: bool,
+    ) -> Result<Vec<Tensor<4>>, ModelError> {
+        let [batch, steps, _] = x.dims();
+        check_sequence(
+            "transformer",
+            &x,
+            valid.as_ref(),
+            self.d_model,
+            self.max_len,
+        )?;
+        let device = x.device();
+        let mut x = self.input_dropout.forward(self.positions.forward(x));
+        let mask_pad = valid.map(|valid| valid.bool_not());
+        let mask_attn = causal.then(|| generate_autoregressive_mask(batch, steps, &device));
+        let mut weights = Vec::with_capacity(self.encoder.layers.len());
+        for layer in &self.encoder.layers {
+            // The attention reads the layer's input, normalised first in a pre-norm layer.
+            let input = if layer.norm_first {
+                fused::layer_norm(&layer.norm_2, x.clone())
+            } else {
+                x.clone()
+            };
+            let mut mha = MhaInput::new(input.clone(), input.clone(), input);
+            if let Some(mask) = &mask_pad {
+                mha = mha.mask_pad(mask.clone());
+            }
+            if let Some(mask) = &mask_attn {
+                mha = mha.mask_attn(mask.clone());
+            }
+            weights.push(layer.mha.forward(mha).weights);
+            x = fused::encoder_layer(layer, x, mask_pad.clone(), mask_attn.clone());
+        }
+        Ok(weights)
     }
 }
 
