@@ -10,14 +10,14 @@ use burn::tensor::activation::softmax;
 use kiln::data::{ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer, train_valid_split};
 use kiln::models::persist::{load_config, load_weights};
 use kiln::models::{
-    Cnn, CnnConfig, HookedClassifier, Mlp, MlpConfig, TransformerClassifier,
-    TransformerClassifierConfig,
+    Cnn, CnnConfig, HookedClassifier, Mlp, MlpConfig, SequenceClassifier, SequenceClassifierConfig,
+    TransformerClassifier, TransformerClassifierConfig,
 };
 use kiln::recipes::{self, RunSettings, registry};
 use kiln::train::{Dashboard, DeviceChoice};
 use kiln_explain::{
     Calibration, ConfusionMatrix, Explainer, Quadrature, Scored, activation_statistics,
-    attention_rollout, fit_temperature, grad_cam, head_mean,
+    attention_rollout, fit_temperature, gate_saturation, grad_cam, head_mean,
 };
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -58,6 +58,7 @@ struct ExplainReport {
     activations: Vec<ActivationRecord>,
     calibration: Vec<CalibrationRecord>,
     class_maximisation: Vec<ClassMaximisation>,
+    gates: Vec<GateRecord>,
 }
 
 /// What a model's outputs say about it on the test set: `report.json`'s `calibration` rows.
@@ -128,6 +129,23 @@ pub struct ClassMaximisation {
     pub probabilities: Vec<f32>,
 }
 
+/// One gate of a recurrent layer over the test set: `report.json`'s `gates` rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateRecord {
+    /// The model.
+    pub model: String,
+    /// The layer, from 0 at the input.
+    pub layer: usize,
+    /// Whether this is the reverse direction.
+    pub reverse: bool,
+    /// The gate.
+    pub gate: String,
+    /// Mean value.
+    pub mean: f64,
+    /// Share saturated (sigmoid < 0.05 or > 0.95, tanh beyond ±0.95).
+    pub saturated_fraction: f64,
+}
+
 /// One kind of mistake.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfusedPair {
@@ -145,8 +163,8 @@ const CALIBRATION_BINS: usize = 15;
 /// Steps of the deletion and insertion curves (784 / 28 = 28 pixels a step).
 const CURVE_STEPS: usize = 28;
 
-/// Trains (or, with `quick`, smoke-trains) the MLP, the CNN and the Transformer classifier (MNIST read row
-/// by row) and explains `images` test digits.
+/// Trains (or, with `quick`, smoke-trains) the MLP, the CNN, the LSTM and the Transformer classifier (the
+/// last two read MNIST row by row) and explains `images` test digits.
 pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let folder = ImageFolder::mnist()?;
@@ -156,11 +174,13 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
     let mut cascade = Vec::new();
     let mut activations = Vec::new();
     let mut class_probabilities = Vec::new();
+    let mut gate_records = Vec::new();
     let mut md = String::new();
     writeln!(md, "# Kiln — explanation report\n")?;
     for (model, recipe_name, epochs) in [
         ("mlp", "mlp-mnist", 3),
         ("cnn", "cnn-mnist", 3),
+        ("lstm", "lstm-seq_mnist", 2),
         ("transformer_encoder", "transformer_encoder-seq_mnist", 2),
     ] {
         let mut recipe = registry::find(recipe_name)?;
@@ -203,6 +223,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
             batcher: &batcher,
         };
         let white = (1.0 - normalizer.mean) / normalizer.std;
+        let mut gates = Vec::new();
         let ((rows, stages), outputs, layers, probabilities) = match model {
             "mlp" => {
                 let config: MlpConfig = load_config(&run_dir.join("model.json"))?;
@@ -217,6 +238,25 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
                     )?,
                     interpret_outputs(model, &trained, &plain, &held_out, out)?,
                     layer_statistics(model, &trained, &plain, &held_out)?,
+                    class_images(model, &trained, &plain, (black, white), out)?,
+                )
+            }
+            "lstm" => {
+                let config: SequenceClassifierConfig = load_config(&run_dir.join("model.json"))?;
+                let trained: SequenceClassifier =
+                    load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
+                plain.seed(99);
+                // `valid` draws the lazily initialised weights now, from seed 99 alone.
+                let random = config.init(&plain)?.valid();
+                let stages = recurrent_cascade(&trained, &random);
+                gates = gate_statistics(model, &trained, &held_out)?;
+                (
+                    explain_model(
+                        model, &trained, &stages, &plain, &images, &targets, black, out,
+                    )?,
+                    interpret_outputs(model, &trained, &plain, &held_out, out)?,
+                    // The recurrent classifier has no layer-input hooks; its gates are below.
+                    Vec::new(),
                     class_images(model, &trained, &plain, (black, white), out)?,
                 )
             }
@@ -301,6 +341,10 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
         if !layers.is_empty() {
             write_layers(&mut md, &layers)?;
         }
+        if !gates.is_empty() {
+            write_gates(&mut md, &gates)?;
+        }
+        gate_records.extend(gates);
         if model == "transformer_encoder" {
             writeln!(
                 md,
@@ -366,6 +410,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
             activations,
             calibration,
             class_maximisation: class_probabilities,
+            gates: gate_records,
         })? + "\n",
     )?;
     println!(
@@ -591,6 +636,8 @@ impl AsCnn for Cnn {
     }
 }
 
+impl AsCnn for SequenceClassifier {}
+
 impl AsCnn for TransformerClassifier {
     fn as_transformer(&self) -> Option<&TransformerClassifier> {
         Some(self)
@@ -615,6 +662,23 @@ fn transformer_cascade(
     model.input = random.input.clone();
     model.stack.positions = random.stack.positions.clone();
     stages.push(("input".to_string(), model.clone()));
+    stages
+}
+
+/// The recurrent classifier with its layers (output, then recurrent layers) re-initialised from the top
+/// down, one more each stage.
+fn recurrent_cascade(
+    trained: &SequenceClassifier,
+    random: &SequenceClassifier,
+) -> Vec<(String, SequenceClassifier)> {
+    let mut stages = Vec::new();
+    let mut model = trained.clone();
+    model.output = random.output.clone();
+    stages.push(("output".to_string(), model.clone()));
+    for i in (0..trained.recurrent.layers.len()).rev() {
+        model.recurrent.layers[i] = random.recurrent.layers[i].clone();
+        stages.push((format!("recurrent.{i}"), model.clone()));
+    }
     stages
 }
 
@@ -1087,6 +1151,68 @@ where
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join(format!("{name}-classes.png")), png)?;
     probabilities(&explainer, found.images, &targets)
+}
+
+/// The gate statistics of a recurrent classifier over the test images.
+fn gate_statistics(
+    name: &str,
+    trained: &SequenceClassifier,
+    held: &Held,
+) -> anyhow::Result<Vec<GateRecord>> {
+    let device = trained.output.weight.val().device();
+    let mut batches = Vec::new();
+    for start in (0..held.test.len()).step_by(500) {
+        let items = (start..(start + 500).min(held.test.len()))
+            .map(|i| held.test.get(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        batches.push(held.batcher.clone().batch(items, &device).images);
+    }
+    let stats = gate_saturation(trained, batches)?;
+    Ok(stats
+        .into_iter()
+        .map(|s| {
+            println!(
+                "{name} layer {}{} {} gate: mean {:.3}, saturated {:.1}%",
+                s.layer,
+                if s.reverse { " (reverse)" } else { "" },
+                s.gate,
+                s.mean,
+                100.0 * s.saturated_fraction
+            );
+            GateRecord {
+                model: name.into(),
+                layer: s.layer,
+                reverse: s.reverse,
+                gate: s.gate.into(),
+                mean: s.mean,
+                saturated_fraction: s.saturated_fraction,
+            }
+        })
+        .collect())
+}
+
+/// The report's table of recurrent gates.
+fn write_gates(md: &mut String, gates: &[GateRecord]) -> anyhow::Result<()> {
+    writeln!(
+        md,
+        "The recurrent gates over the test set (saturated: a sigmoid below 0.05 or above 0.95, a tanh \
+         beyond ±0.95, where the gate passes almost no gradient):\n\n| layer | gate | mean | saturated |\n\
+         |---|---|---|---|"
+    )?;
+    for g in gates {
+        writeln!(
+            md,
+            "| {}{} | {} | {:.3} | {:.1}% |",
+            g.layer,
+            if g.reverse { " (reverse)" } else { "" },
+            g.gate,
+            g.mean,
+            100.0 * g.saturated_fraction
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
 }
 
 /// The report's table of layer inputs.

@@ -4,6 +4,9 @@
 //!
 //! The statistics are read through the models' layer-input hooks ([`HookedClassifier`]), so they are what
 //! the layers see in the real forward pass. The first layer's input is the image and is left out.
+//!
+//! For the recurrent classifiers, [`gate_saturation`] gives each gate's mean and the share of its values
+//! saturated (a sigmoid below 0.05 or above 0.95, a tanh beyond ±0.95), where gradients vanish.
 
 use crate::ExplainError;
 use burn::prelude::*;
@@ -146,6 +149,94 @@ where
         .collect())
 }
 
+/// One gate of one recurrent layer and direction over a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateStatistics {
+    /// The layer, from 0 at the input.
+    pub layer: usize,
+    /// Whether this is the reverse direction.
+    pub reverse: bool,
+    /// The gate (`input`, `forget`, `cell`, `output`; `reset`, `update`, `new`; `hidden`).
+    pub gate: &'static str,
+    /// Mean value.
+    pub mean: f64,
+    /// Share of values saturated: a sigmoid gate below 0.05 or above 0.95, a tanh beyond ±0.95.
+    pub saturated_fraction: f64,
+}
+
+/// Gate statistics of `model` over `batches` of images read row by row (`[batch, rows, columns]`).
+pub fn gate_saturation<I>(
+    model: &kiln_models::SequenceClassifier,
+    batches: I,
+) -> Result<Vec<GateStatistics>, ExplainError>
+where
+    I: IntoIterator<Item = Tensor<3>>,
+{
+    let model = model.valid();
+    // (layer, reverse, gate) → (count, sum, saturated)
+    let mut sums: Vec<(usize, bool, &'static str, u64, f64, u64)> = Vec::new();
+    for images in batches {
+        for found in model.recurrent.gate_activations(images)? {
+            for (gate, values) in found.gates {
+                let tanh = matches!(gate, "cell" | "new" | "hidden");
+                let v = values
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| {
+                        ExplainError::Argument(format!("cannot read gate {gate}: {e:?}"))
+                    })?;
+                let saturated = v
+                    .iter()
+                    .filter(|&&x| {
+                        if tanh {
+                            x.abs() > 0.95
+                        } else {
+                            !(0.05..=0.95).contains(&x)
+                        }
+                    })
+                    .count() as u64;
+                let sum: f64 = v.iter().map(|&x| f64::from(x)).sum();
+                match sums
+                    .iter_mut()
+                    .find(|s| s.0 == found.layer && s.1 == found.reverse && s.2 == gate)
+                {
+                    Some(s) => {
+                        s.3 += v.len() as u64;
+                        s.4 += sum;
+                        s.5 += saturated;
+                    }
+                    None => sums.push((
+                        found.layer,
+                        found.reverse,
+                        gate,
+                        v.len() as u64,
+                        sum,
+                        saturated,
+                    )),
+                }
+            }
+        }
+    }
+    if sums.is_empty() {
+        return Err(ExplainError::Argument(
+            "gate statistics need at least one batch".into(),
+        ));
+    }
+    Ok(sums
+        .into_iter()
+        .map(
+            |(layer, reverse, gate, count, sum, saturated)| GateStatistics {
+                layer,
+                reverse,
+                gate,
+                mean: sum / count.max(1) as f64,
+                saturated_fraction: saturated as f64 / count.max(1) as f64,
+            },
+        )
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +332,38 @@ mod tests {
         let mlp = MlpConfig::new(784, vec![4], 10).init(&device).unwrap();
         let err = activation_statistics(&mlp, Vec::new()).unwrap_err();
         assert!(err.to_string().contains("at least one batch"), "{err}");
+    }
+
+    #[test]
+    fn gate_saturation_counts_every_gate_and_finds_a_saturated_forget_gate() {
+        let device = Device::flex();
+        device.seed(8);
+        let mut lstm = kiln_models::SequenceClassifierConfig::new(
+            kiln_models::RecurrentConfig::new(kiln_models::CellKind::Lstm, 28, 6),
+            10,
+        )
+        .init(&device)
+        .unwrap();
+        // A forget bias of +20 holds the forget gate at 1 for every input.
+        let bias = &mut lstm.recurrent.layers[0].forward.bias_ih;
+        let shifted = Tensor::<1>::from_data(
+            TensorData::new(
+                (0..24)
+                    .map(|i| if (6..12).contains(&i) { 20.0f32 } else { 0.0 })
+                    .collect::<Vec<_>>(),
+                [24],
+            ),
+            &device,
+        );
+        *bias = Param::from_tensor(bias.val() + shifted);
+        let images = batch(&device, 4, 9).images;
+        let stats = gate_saturation(&lstm, [images]).unwrap();
+        let names: Vec<&str> = stats.iter().map(|s| s.gate).collect();
+        assert_eq!(names, ["input", "forget", "cell", "output"]);
+        let forget = &stats[1];
+        assert_eq!(forget.saturated_fraction, 1.0);
+        assert!(forget.mean > 0.999);
+        assert!(stats[0].saturated_fraction < 1.0);
+        assert!(gate_saturation(&lstm, Vec::new()).is_err());
     }
 }

@@ -16,7 +16,7 @@ pub mod attention;
 mod integrated;
 pub mod outputs;
 
-pub use activations::{LayerStatistics, activation_statistics};
+pub use activations::{GateStatistics, LayerStatistics, activation_statistics, gate_saturation};
 pub use attention::{attention_rollout, head_mean};
 pub use integrated::{IntegratedGradients, Quadrature};
 pub use outputs::{Calibration, ConfusionMatrix, Scored, fit_temperature};

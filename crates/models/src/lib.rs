@@ -39,8 +39,8 @@ pub use linear_regression::{LinearRegression, LinearRegressionConfig};
 pub use logistic_regression::{LogisticRegression, LogisticRegressionConfig};
 pub use mlp::{Activation, Mlp, MlpConfig};
 pub use recurrent::{
-    CellKind, CharLm, CharLmConfig, Pooling, Recurrent, RecurrentConfig, RecurrentState,
-    SequenceClassifier, SequenceClassifierConfig,
+    CellKind, CharLm, CharLmConfig, GateActivations, Pooling, Recurrent, RecurrentConfig,
+    RecurrentState, SequenceClassifier, SequenceClassifierConfig,
 };
 pub use transformer::{
     EncoderStackConfig, PositionKind, Seq2Seq, Seq2SeqConfig, TransformerClassifier,

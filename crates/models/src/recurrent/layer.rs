@@ -524,6 +524,110 @@ impl Recurrent {
         };
         Ok((input, state))
     }
+
+    /// The gate activations of every layer and direction for `x` from a zero state (no mask, inference:
+    /// no dropout between layers): for each, the gates in PyTorch's order — LSTM `input`, `forget`,
+    /// `cell` (the tanh candidate), `output`; GRU `reset`, `update`, `new`; RNN `hidden` — each
+    /// `[batch, steps, hidden]`, recomputed from the direction's weights and its outputs (step t's gates
+    /// read the state the direction output at the step before it).
+    pub fn gate_activations(&self, x: Tensor<3>) -> Result<Vec<GateActivations>, ModelError> {
+        let batch = x.dims()[0];
+        check_shape("recurrent", &[None, None, Some(self.d_input)], &x.dims())?;
+        let device = x.device();
+        let zero = || Carry {
+            h: Tensor::zeros([batch, self.d_hidden], &device),
+            c: (self.cell == CellKind::Lstm)
+                .then(|| Tensor::zeros([batch, self.d_hidden], &device)),
+        };
+        let mut input = x;
+        let mut found = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mut outputs = Vec::new();
+            for (reverse, direction) in [
+                (false, Some(&layer.forward)),
+                (true, layer.reverse.as_ref()),
+            ] {
+                let Some(direction) = direction else { continue };
+                let (out, _) = direction.run(self.cell, input.clone(), None, zero(), reverse);
+                let gates = direction.gates(self.cell, input.clone(), out.clone(), reverse);
+                found.push(GateActivations {
+                    layer: l,
+                    reverse,
+                    gates,
+                });
+                outputs.push(out);
+            }
+            input = Tensor::cat(outputs, 2);
+        }
+        Ok(found)
+    }
+}
+
+/// The gates of one direction of one layer over a sequence (see [`Recurrent::gate_activations`]).
+#[derive(Debug, Clone)]
+pub struct GateActivations {
+    /// The layer, from 0 at the input.
+    pub layer: usize,
+    /// Whether this is the reverse direction of a bidirectional layer.
+    pub reverse: bool,
+    /// Each gate's name and values `[batch, steps, hidden]`.
+    pub gates: Vec<(&'static str, Tensor<3>)>,
+}
+
+impl Direction {
+    /// The gates of this direction at every step, from its input `x` and outputs `out`.
+    fn gates(
+        &self,
+        cell: CellKind,
+        x: Tensor<3>,
+        out: Tensor<3>,
+        reverse: bool,
+    ) -> Vec<(&'static str, Tensor<3>)> {
+        let [batch, steps, hidden] = out.dims();
+        let zeros = Tensor::<3>::zeros([batch, 1, hidden], &out.device());
+        // The state each step reads: the output of the step before it in reading order.
+        let previous = if steps == 1 {
+            zeros
+        } else if reverse {
+            Tensor::cat(vec![out.slice([0..batch, 1..steps, 0..hidden]), zeros], 1)
+        } else {
+            Tensor::cat(
+                vec![zeros, out.slice([0..batch, 0..steps - 1, 0..hidden])],
+                1,
+            )
+        };
+        let project = |v: Tensor<3>, w: &Param<Tensor<2>>, b: &Param<Tensor<1>>| {
+            let [_, _, d] = v.dims();
+            let rows = v.reshape([batch * steps, d]).matmul(w.val().transpose())
+                + b.val().unsqueeze::<2>();
+            rows.reshape([batch, steps, cell.gates() * hidden])
+        };
+        let from_x = project(x, &self.weight_ih, &self.bias_ih);
+        let from_h = project(previous, &self.weight_hh, &self.bias_hh);
+        let block = |t: &Tensor<3>, k: usize| {
+            t.clone()
+                .slice([0..batch, 0..steps, k * hidden..(k + 1) * hidden])
+        };
+        let sigmoid = burn::tensor::activation::sigmoid::<3>;
+        match cell {
+            CellKind::Rnn => vec![("hidden", (from_x + from_h).tanh())],
+            CellKind::Lstm => {
+                let pre = from_x + from_h;
+                vec![
+                    ("input", sigmoid(block(&pre, 0))),
+                    ("forget", sigmoid(block(&pre, 1))),
+                    ("cell", block(&pre, 2).tanh()),
+                    ("output", sigmoid(block(&pre, 3))),
+                ]
+            }
+            CellKind::Gru => {
+                let r = sigmoid(block(&from_x, 0) + block(&from_h, 0));
+                let z = sigmoid(block(&from_x, 1) + block(&from_h, 1));
+                let n = (block(&from_x, 2) + r.clone() * block(&from_h, 2)).tanh();
+                vec![("reset", r), ("update", z), ("new", n)]
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -783,6 +887,71 @@ mod tests {
                 .slice([0..2, 3..6, 0..4])
                 .into_data()
                 .assert_approx_eq::<f32>(&rest.into_data(), Tolerance::absolute(1e-6));
+        }
+    }
+
+    /// Recomputing the cell from the reported gates gives the layer's own outputs: the gates are the ones
+    /// the forward pass used.
+    #[test]
+    fn gate_activations_rebuild_the_outputs() {
+        let device = Device::flex();
+        for (cell, bidirectional) in [
+            (CellKind::Lstm, false),
+            (CellKind::Lstm, true),
+            (CellKind::Gru, false),
+            (CellKind::Rnn, true),
+        ] {
+            device.seed(21);
+            let model = RecurrentConfig::new(cell, 4, 5)
+                .with_num_layers(2)
+                .with_bidirectional(bidirectional)
+                .init(&device)
+                .unwrap();
+            let x = Tensor::<3>::random([3, 6, 4], Distribution::Normal(0.0, 1.0), &device);
+            let (outputs, _) = model.try_forward(x.clone(), None, None).unwrap();
+            let found = model.gate_activations(x).unwrap();
+            let directions = if bidirectional { 2 } else { 1 };
+            assert_eq!(found.len(), 2 * directions);
+            // The top layer's forward direction, rebuilt step by step.
+            let top = &found[directions];
+            assert_eq!((top.layer, top.reverse), (1, false));
+            let gate = |name: &str| {
+                let (_, t) = top.gates.iter().find(|(n, _)| *n == name).unwrap();
+                t.clone()
+            };
+            let (batch, steps, hidden) = (3, 6, 5);
+            let mut h = Tensor::<2>::zeros([batch, hidden], &device);
+            let mut c = Tensor::<2>::zeros([batch, hidden], &device);
+            let mut rebuilt = Vec::new();
+            let at = |t: Tensor<3>, s: usize| {
+                t.slice([0..batch, s..s + 1, 0..hidden])
+                    .reshape([batch, hidden])
+            };
+            for s in 0..steps {
+                h = match cell {
+                    CellKind::Lstm => {
+                        c = at(gate("forget"), s) * c.clone()
+                            + at(gate("input"), s) * at(gate("cell"), s);
+                        at(gate("output"), s) * c.clone().tanh()
+                    }
+                    CellKind::Gru => {
+                        let (z, n) = (at(gate("update"), s), at(gate("new"), s));
+                        n.clone() + (h.clone() - n) * z
+                    }
+                    CellKind::Rnn => at(gate("hidden"), s),
+                };
+                rebuilt.push(h.clone().unsqueeze_dim::<3>(1));
+            }
+            let rebuilt = Tensor::cat(rebuilt, 1);
+            let forward = outputs.slice([0..batch, 0..steps, 0..hidden]);
+            rebuilt
+                .into_data()
+                .assert_approx_eq::<f32>(&forward.into_data(), Tolerance::absolute(1e-5));
+            for g in &found {
+                for (name, t) in &g.gates {
+                    assert_eq!(t.dims(), [batch, steps, hidden], "{name}");
+                }
+            }
         }
     }
 }

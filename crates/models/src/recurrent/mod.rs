@@ -9,5 +9,5 @@ pub mod torch;
 
 pub use char_lm::{CharLm, CharLmConfig};
 pub use classifier::{Pooling, SequenceClassifier, SequenceClassifierConfig};
-pub use layer::{CellKind, Recurrent, RecurrentConfig, RecurrentState};
+pub use layer::{CellKind, GateActivations, Recurrent, RecurrentConfig, RecurrentState};
 pub use torch::load_torch_recurrent;
