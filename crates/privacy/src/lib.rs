@@ -1,11 +1,14 @@
-//! Differential privacy for Kiln. [`RdpAccountant`] tracks the privacy spent by the Poisson-subsampled
+//! Differential privacy for Kiln. [`DpSgd`] trains the MLP with DP-SGD (Abadi et al. 2016): per-example
+//! gradients clipped (by ghost norms, see [`dp_sgd`]) and noised. [`RdpAccountant`] tracks the privacy spent by the Poisson-subsampled
 //! Gaussian mechanism — each step of DP-SGD (Abadi et al. 2016) — in Rényi differential privacy (Mironov
 //! 2017) and converts it to (ε, δ), with the orders, formulas and conversion of Google's `dp-accounting`
 //! (`RdpAccountant`, add-or-remove-one neighbours), so that its ε is the one that library reports.
 #![warn(missing_docs)]
 
+pub mod dp_sgd;
 mod rdp;
 
+pub use dp_sgd::{DpSgd, DpStep, per_example_gradient_norms};
 pub use rdp::{RdpAccountant, default_orders};
 
 /// Arguments the accountant refuses.
@@ -23,4 +26,7 @@ pub enum PrivacyError {
     /// An order below 1 or not finite.
     #[error("Rényi order {0}: orders must be finite and above 1")]
     Order(f64),
+    /// A model or setting DP-SGD cannot train with, or a read-back that failed.
+    #[error("DP-SGD: {0}")]
+    Model(String),
 }
