@@ -223,78 +223,28 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
             batcher: &batcher,
         };
         let white = (1.0 - normalizer.mean) / normalizer.std;
-        let mut gates = Vec::new();
-        let ((rows, stages), outputs, layers, probabilities) = match model {
-            "mlp" => {
-                let config: MlpConfig = load_config(&run_dir.join("model.json"))?;
-                let trained: Mlp = load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
-                plain.seed(99);
-                // `valid` draws the lazily initialised weights now, from seed 99 alone.
-                let random = config.init(&plain)?.valid();
-                let stages = mlp_cascade(&trained, &random);
-                (
-                    explain_model(
-                        model, &trained, &stages, &plain, &images, &targets, black, out,
-                    )?,
-                    interpret_outputs(model, &trained, &plain, &held_out, out)?,
-                    layer_statistics(model, &trained, &plain, &held_out)?,
-                    class_images(model, &trained, &plain, (black, white), out)?,
-                )
-            }
-            "lstm" => {
-                let config: SequenceClassifierConfig = load_config(&run_dir.join("model.json"))?;
-                let trained: SequenceClassifier =
-                    load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
-                plain.seed(99);
-                // `valid` draws the lazily initialised weights now, from seed 99 alone.
-                let random = config.init(&plain)?.valid();
-                let stages = recurrent_cascade(&trained, &random);
-                gates = gate_statistics(model, &trained, &held_out)?;
-                (
-                    explain_model(
-                        model, &trained, &stages, &plain, &images, &targets, black, out,
-                    )?,
-                    interpret_outputs(model, &trained, &plain, &held_out, out)?,
-                    // The recurrent classifier has no layer-input hooks; its gates are below.
-                    Vec::new(),
-                    class_images(model, &trained, &plain, (black, white), out)?,
-                )
-            }
-            "transformer_encoder" => {
-                let config: TransformerClassifierConfig = load_config(&run_dir.join("model.json"))?;
-                let trained: TransformerClassifier =
-                    load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
-                plain.seed(99);
-                // `valid` draws the lazily initialised weights now, from seed 99 alone.
-                let random = config.init(&plain)?.valid();
-                let stages = transformer_cascade(&trained, &random);
-                write_head_maps(model, &trained, &images, out)?;
-                (
-                    explain_model(
-                        model, &trained, &stages, &plain, &images, &targets, black, out,
-                    )?,
-                    interpret_outputs(model, &trained, &plain, &held_out, out)?,
-                    // The Transformer has no layer-input hooks.
-                    Vec::new(),
-                    class_images(model, &trained, &plain, (black, white), out)?,
-                )
-            }
-            _ => {
-                let config: CnnConfig = load_config(&run_dir.join("model.json"))?;
-                let trained: Cnn = load_weights(config.init(&plain)?, &run_dir.join("model.bpk"))?;
-                plain.seed(99);
-                // `valid` draws the lazily initialised weights now, from seed 99 alone.
-                let random = config.init(&plain)?.valid();
-                let stages = cnn_cascade(&trained, &random);
-                (
-                    explain_model(
-                        model, &trained, &stages, &plain, &images, &targets, black, out,
-                    )?,
-                    interpret_outputs(model, &trained, &plain, &held_out, out)?,
-                    layer_statistics(model, &trained, &plain, &held_out)?,
-                    class_images(model, &trained, &plain, (black, white), out)?,
-                )
-            }
+        let subject = Subject {
+            name: model,
+            run_dir: &run_dir,
+            device: &plain,
+            images: &images,
+            targets: &targets,
+            pixel_range: (black, white),
+            held: &held_out,
+            out,
+        };
+        let Explained {
+            rows,
+            stages,
+            outputs,
+            layers,
+            gates,
+            probabilities,
+        } = match model {
+            "mlp" => subject.explain::<Mlp>()?,
+            "cnn" => subject.explain::<Cnn>()?,
+            "lstm" => subject.explain::<SequenceClassifier>()?,
+            _ => subject.explain::<TransformerClassifier>()?,
         };
         writeln!(
             md,
@@ -439,7 +389,7 @@ where
             Batch = kiln::data::ImageBatch,
             Output = kiln::core::ClassificationOutput,
         > + burn::module::Module
-        + AsCnn,
+        + Family,
 {
     let explainer = Explainer::new(trained, device);
     let stage_explainers: Vec<Explainer<M>> = stages
@@ -618,29 +568,166 @@ fn rank_correlations(a: &[f32], b: &[f32], foreground: &[bool]) -> (f64, f64) {
     (all / n as f64, digit / n as f64)
 }
 
-/// The models some methods need by their type: the CNN for Grad-CAM, the Transformer for its attention.
-trait AsCnn {
+/// What a model family brings to the report beyond the shared methods: its config type, its randomisation
+/// cascade, and the models some methods need by type (the CNN for Grad-CAM, the Transformer for its
+/// attention); the extra sections it writes.
+trait Family:
+    kiln::core::Supervised<
+        Batch = kiln::data::ImageBatch,
+        Output = kiln::core::ClassificationOutput,
+    > + burn::module::Module
+    + Sized
+{
+    /// The saved `model.json`.
+    type Config: burn::config::Config;
+    /// A fresh model from the config.
+    fn init(config: &Self::Config, device: &Device) -> anyhow::Result<Self>;
+    /// The trained model with its layers re-initialised from the top down, one more each stage.
+    fn cascade(trained: &Self, random: &Self) -> Vec<(String, Self)>;
     fn as_cnn(&self) -> Option<&Cnn> {
         None
     }
     fn as_transformer(&self) -> Option<&TransformerClassifier> {
         None
     }
-}
-
-impl AsCnn for Mlp {}
-
-impl AsCnn for Cnn {
-    fn as_cnn(&self) -> Option<&Cnn> {
-        Some(self)
+    /// Layer-input statistics (the models with layer-input hooks).
+    fn layers(
+        &self,
+        _name: &str,
+        _device: &Device,
+        _held: &Held,
+    ) -> anyhow::Result<Vec<ActivationRecord>> {
+        Ok(Vec::new())
+    }
+    /// Gate statistics (the recurrent models).
+    fn gates(&self, _name: &str, _held: &Held) -> anyhow::Result<Vec<GateRecord>> {
+        Ok(Vec::new())
+    }
+    /// Extra pictures (the Transformer's attention maps).
+    fn pictures(&self, _name: &str, _images: &Tensor<3>, _out: &Path) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 
-impl AsCnn for SequenceClassifier {}
+impl Family for Mlp {
+    type Config = MlpConfig;
+    fn init(config: &MlpConfig, device: &Device) -> anyhow::Result<Self> {
+        Ok(config.init(device)?)
+    }
+    fn cascade(trained: &Self, random: &Self) -> Vec<(String, Self)> {
+        mlp_cascade(trained, random)
+    }
+    fn layers(
+        &self,
+        name: &str,
+        device: &Device,
+        held: &Held,
+    ) -> anyhow::Result<Vec<ActivationRecord>> {
+        layer_statistics(name, self, device, held)
+    }
+}
 
-impl AsCnn for TransformerClassifier {
+impl Family for Cnn {
+    type Config = CnnConfig;
+    fn init(config: &CnnConfig, device: &Device) -> anyhow::Result<Self> {
+        Ok(config.init(device)?)
+    }
+    fn cascade(trained: &Self, random: &Self) -> Vec<(String, Self)> {
+        cnn_cascade(trained, random)
+    }
+    fn as_cnn(&self) -> Option<&Cnn> {
+        Some(self)
+    }
+    fn layers(
+        &self,
+        name: &str,
+        device: &Device,
+        held: &Held,
+    ) -> anyhow::Result<Vec<ActivationRecord>> {
+        layer_statistics(name, self, device, held)
+    }
+}
+
+impl Family for SequenceClassifier {
+    type Config = SequenceClassifierConfig;
+    fn init(config: &SequenceClassifierConfig, device: &Device) -> anyhow::Result<Self> {
+        Ok(config.init(device)?)
+    }
+    fn cascade(trained: &Self, random: &Self) -> Vec<(String, Self)> {
+        recurrent_cascade(trained, random)
+    }
+    fn gates(&self, name: &str, held: &Held) -> anyhow::Result<Vec<GateRecord>> {
+        gate_statistics(name, self, held)
+    }
+}
+
+impl Family for TransformerClassifier {
+    type Config = TransformerClassifierConfig;
+    fn init(config: &TransformerClassifierConfig, device: &Device) -> anyhow::Result<Self> {
+        Ok(config.init(device)?)
+    }
+    fn cascade(trained: &Self, random: &Self) -> Vec<(String, Self)> {
+        transformer_cascade(trained, random)
+    }
     fn as_transformer(&self) -> Option<&TransformerClassifier> {
         Some(self)
+    }
+    fn pictures(&self, name: &str, images: &Tensor<3>, out: &Path) -> anyhow::Result<()> {
+        write_head_maps(name, self, images, out)
+    }
+}
+
+/// One trained model of the report and what it is explained on.
+struct Subject<'a> {
+    name: &'a str,
+    run_dir: &'a Path,
+    device: &'a Device,
+    images: &'a Tensor<3>,
+    targets: &'a [usize],
+    pixel_range: (f32, f32),
+    held: &'a Held<'a>,
+    out: &'a Path,
+}
+
+/// Everything the report says of one model.
+struct Explained {
+    rows: Vec<ExplainRecord>,
+    stages: Vec<CascadeRecord>,
+    outputs: CalibrationRecord,
+    layers: Vec<ActivationRecord>,
+    gates: Vec<GateRecord>,
+    probabilities: Vec<f32>,
+}
+
+impl Subject<'_> {
+    /// Loads the trained model of type `M` and runs every part of the report on it.
+    fn explain<M: Family>(&self) -> anyhow::Result<Explained> {
+        let (name, device) = (self.name, self.device);
+        let config: M::Config = load_config(&self.run_dir.join("model.json"))?;
+        let trained: M = load_weights(M::init(&config, device)?, &self.run_dir.join("model.bpk"))?;
+        device.seed(99);
+        // `valid` draws the lazily initialised weights now, from seed 99 alone.
+        let random = M::init(&config, device)?.valid();
+        let stages = M::cascade(&trained, &random);
+        trained.pictures(name, self.images, self.out)?;
+        let (rows, stages) = explain_model(
+            name,
+            &trained,
+            &stages,
+            device,
+            self.images,
+            self.targets,
+            self.pixel_range.0,
+            self.out,
+        )?;
+        Ok(Explained {
+            rows,
+            stages,
+            outputs: interpret_outputs(name, &trained, device, self.held, self.out)?,
+            layers: trained.layers(name, device, self.held)?,
+            gates: trained.gates(name, self.held)?,
+            probabilities: class_images(name, &trained, device, self.pixel_range, self.out)?,
+        })
     }
 }
 

@@ -12,7 +12,7 @@
 //! an error naming the tensors that do not fit. Tensors of layers not listed are ignored, so a file may hold
 //! more than the stack (a training wrapper, a loss module).
 
-use crate::recurrent::torch::regex_escape;
+use crate::recurrent::torch::{load_problems, regex_escape};
 use crate::{Cnn, Mlp, ModelError};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use std::path::Path;
@@ -145,22 +145,9 @@ fn load<M: ModuleSnapshot>(
         names
             .iter()
             .any(|(_, kiln)| name.starts_with(&format!("{kiln}.")))
+            && !name.ends_with(".num_batches_tracked")
     };
-    let mut problems = Vec::new();
-    problems.extend(result.errors.iter().map(|e| format!("{e:?}")));
-    problems.extend(
-        result
-            .missing
-            .iter()
-            .map(|(name, _)| format!("missing tensor for `{name}`")),
-    );
-    problems.extend(
-        result
-            .unused
-            .iter()
-            .filter(|name| ours(name) && !name.ends_with(".num_batches_tracked"))
-            .map(|name| format!("tensor `{name}` has no place in this model")),
-    );
+    let problems = load_problems(&result, ours);
     if problems.is_empty() {
         Ok(())
     } else {

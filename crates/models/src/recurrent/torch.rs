@@ -46,8 +46,21 @@ pub fn load_torch_recurrent(
     let result = model
         .load_from(&mut store)
         .map_err(|e| file_error(format!("{described}: {e}")))?;
-    let mut problems = Vec::new();
-    problems.extend(result.errors.iter().map(|e| format!("{e:?}")));
+    let problems = load_problems(&result, |_| true);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(file_error(format!("{described}: {}", problems.join("; "))))
+    }
+}
+
+/// What went wrong loading a PyTorch file: shape errors, the model's tensors the file lacks, and those of
+/// the file's tensors `counts` accepts that found no place in the model.
+pub(crate) fn load_problems(
+    result: &burn::store::ApplyResult,
+    counts: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
     problems.extend(
         result
             .missing
@@ -58,13 +71,10 @@ pub fn load_torch_recurrent(
         result
             .unused
             .iter()
+            .filter(|name| counts(name))
             .map(|name| format!("tensor `{name}` has no place in this model")),
     );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(file_error(format!("{described}: {}", problems.join("; "))))
-    }
+    problems
 }
 
 /// `text` with regex metacharacters escaped.

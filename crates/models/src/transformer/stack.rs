@@ -224,6 +224,24 @@ impl EncoderStack {
         valid: Option<Tensor<2, Bool>>,
         causal: bool,
     ) -> Result<Tensor<3>, ModelError> {
+        let (mut x, mask_pad, mask_attn) = self.prepare(x, valid, causal)?;
+        for layer in &self.encoder.layers {
+            x = fused::encoder_layer(layer, x, mask_pad.clone(), mask_attn.clone());
+        }
+        Ok(match &self.final_norm {
+            Some(norm) => fused::layer_norm(norm, x),
+            None => x,
+        })
+    }
+
+    /// Checks the input, adds positions and input dropout, and builds burn's masks (`true` = not attended).
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        x: Tensor<3>,
+        valid: Option<Tensor<2, Bool>>,
+        causal: bool,
+    ) -> Result<(Tensor<3>, Option<Tensor<2, Bool>>, Option<Tensor<3, Bool>>), ModelError> {
         let [batch, steps, _] = x.dims();
         check_sequence(
             "transformer",
@@ -233,16 +251,10 @@ impl EncoderStack {
             self.max_len,
         )?;
         let device = x.device();
-        let mut x = self.input_dropout.forward(self.positions.forward(x));
+        let x = self.input_dropout.forward(self.positions.forward(x));
         let mask_pad = valid.map(|valid| valid.bool_not());
         let mask_attn = causal.then(|| generate_autoregressive_mask(batch, steps, &device));
-        for layer in &self.encoder.layers {
-            x = fused::encoder_layer(layer, x, mask_pad.clone(), mask_attn.clone());
-        }
-        Ok(match &self.final_norm {
-            Some(norm) => fused::layer_norm(norm, x),
-            None => x,
-        })
+        Ok((x, mask_pad, mask_attn))
     }
 
     /// The attention weights of every layer, `[batch, heads, steps (queries), steps (keys)]` each, in
@@ -254,18 +266,7 @@ impl EncoderStack {
         valid: Option<Tensor<2, Bool>>,
         causal: bool,
     ) -> Result<Vec<Tensor<4>>, ModelError> {
-        let [batch, steps, _] = x.dims();
-        check_sequence(
-            "transformer",
-            &x,
-            valid.as_ref(),
-            self.d_model,
-            self.max_len,
-        )?;
-        let device = x.device();
-        let mut x = self.input_dropout.forward(self.positions.forward(x));
-        let mask_pad = valid.map(|valid| valid.bool_not());
-        let mask_attn = causal.then(|| generate_autoregressive_mask(batch, steps, &device));
+        let (mut x, mask_pad, mask_attn) = self.prepare(x, valid, causal)?;
         let mut weights = Vec::with_capacity(self.encoder.layers.len());
         for layer in &self.encoder.layers {
             // The attention reads the layer's input, normalised first in a pre-norm layer.
