@@ -5,7 +5,7 @@ a grid of sampling rates, noise multipliers, step counts and δ, with the order 
 The grid covers DP-SGD on MNIST as Abadi et al. (2016) ran it (lots of 600 of 60,000: q = 0.01; σ from 0.7 to
 8; up to 100 epochs = 10,000 steps) and the batch sizes Kiln trains with. Run from the repository root:
 `pip install dp-accounting && python3 scripts/make_dp_accounting_fixtures.py`. The Rust test
-(crates/privacy/tests/dp_accounting.rs) reads the committed file; CI needs no Python.
+(crates/privacy/tests/privacy/accountant.rs) reads the committed file; CI needs no Python.
 """
 
 import importlib.metadata
