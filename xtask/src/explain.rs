@@ -163,8 +163,8 @@ const CALIBRATION_BINS: usize = 15;
 /// Steps of the deletion and insertion curves (784 / 28 = 28 pixels a step).
 const CURVE_STEPS: usize = 28;
 
-/// Trains (or, with `quick`, smoke-trains) the MLP, the CNN, the LSTM and the Transformer classifier (the
-/// last two read MNIST row by row) and explains `images` test digits.
+/// Trains (or, with `quick`, smoke-trains) the MLP, the CNN, the LSTM, the GRU and the Transformer classifier
+/// (the last three read MNIST row by row) and explains `images` test digits.
 pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let folder = ImageFolder::mnist()?;
@@ -181,6 +181,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
         ("mlp", "mlp-mnist", 3),
         ("cnn", "cnn-mnist", 3),
         ("lstm", "lstm-seq_mnist", 2),
+        ("gru", "gru-seq_mnist", 2),
         ("transformer_encoder", "transformer_encoder-seq_mnist", 2),
     ] {
         let mut recipe = registry::find(recipe_name)?;
@@ -243,7 +244,7 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
         } = match model {
             "mlp" => subject.explain::<Mlp>()?,
             "cnn" => subject.explain::<Cnn>()?,
-            "lstm" => subject.explain::<SequenceClassifier>()?,
+            "lstm" | "gru" => subject.explain::<SequenceClassifier>()?,
             _ => subject.explain::<TransformerClassifier>()?,
         };
         writeln!(
