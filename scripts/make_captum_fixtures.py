@@ -13,7 +13,7 @@ max-pool 2 - fc 16 - ReLU - fc 10), both at PyTorch's default initialisation und
 
 Both models read images [batch, 28, 28], as Kiln's do. Run from the repository root:
 `pip install torch captum safetensors && python3 scripts/make_captum_fixtures.py`. The Rust tests
-(crates/explain/tests/captum_parity.rs) read the committed files; CI needs no Python.
+(crates/explain/tests/explain/captum_parity.rs) read the committed files; CI needs no Python.
 """
 
 import gzip
