@@ -7,7 +7,9 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use kiln::data::{ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer, train_valid_split};
+use kiln::data::{
+    ImageBatch, ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer, train_valid_split,
+};
 use kiln::models::persist::{load_config, load_weights};
 use kiln::models::{
     Cnn, CnnConfig, HookedClassifier, Mlp, MlpConfig, SequenceClassifier, SequenceClassifierConfig,
@@ -219,9 +221,8 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
         }
         let split = train_valid_split(full_train.len(), 1.0 / 12.0, settings.seed)?;
         let held_out = Held {
-            valid: full_train.subset(&split.valid),
-            test,
-            batcher: &batcher,
+            valid: batched(&full_train.subset(&split.valid), &batcher, &plain)?,
+            test: batched(&test, &batcher, &plain)?,
         };
         let white = (1.0 - normalizer.mean) / normalizer.std;
         let subject = Subject {
@@ -592,12 +593,7 @@ trait Family:
         None
     }
     /// Layer-input statistics (the models with layer-input hooks).
-    fn layers(
-        &self,
-        _name: &str,
-        _device: &Device,
-        _held: &Held,
-    ) -> anyhow::Result<Vec<ActivationRecord>> {
+    fn layers(&self, _name: &str, _held: &Held) -> anyhow::Result<Vec<ActivationRecord>> {
         Ok(Vec::new())
     }
     /// Gate statistics (the recurrent models).
@@ -618,13 +614,8 @@ impl Family for Mlp {
     fn cascade(trained: &Self, random: &Self) -> Vec<(String, Self)> {
         mlp_cascade(trained, random)
     }
-    fn layers(
-        &self,
-        name: &str,
-        device: &Device,
-        held: &Held,
-    ) -> anyhow::Result<Vec<ActivationRecord>> {
-        layer_statistics(name, self, device, held)
+    fn layers(&self, name: &str, held: &Held) -> anyhow::Result<Vec<ActivationRecord>> {
+        layer_statistics(name, self, held)
     }
 }
 
@@ -639,13 +630,8 @@ impl Family for Cnn {
     fn as_cnn(&self) -> Option<&Cnn> {
         Some(self)
     }
-    fn layers(
-        &self,
-        name: &str,
-        device: &Device,
-        held: &Held,
-    ) -> anyhow::Result<Vec<ActivationRecord>> {
-        layer_statistics(name, self, device, held)
+    fn layers(&self, name: &str, held: &Held) -> anyhow::Result<Vec<ActivationRecord>> {
+        layer_statistics(name, self, held)
     }
 }
 
@@ -686,7 +672,7 @@ struct Subject<'a> {
     images: &'a Tensor<3>,
     targets: &'a [usize],
     pixel_range: (f32, f32),
-    held: &'a Held<'a>,
+    held: &'a Held,
     out: &'a Path,
 }
 
@@ -725,7 +711,7 @@ impl Subject<'_> {
             rows,
             stages,
             outputs: interpret_outputs(name, &trained, device, self.held, self.out)?,
-            layers: trained.layers(name, device, self.held)?,
+            layers: trained.layers(name, self.held)?,
             gates: trained.gates(name, self.held)?,
             probabilities: class_images(name, &trained, device, self.pixel_range, self.out)?,
         })
@@ -996,19 +982,35 @@ where
     Ok((deletion, insertion))
 }
 
-/// The images a model's outputs are judged on: the run's validation split and the test set.
-struct Held<'a> {
-    valid: ImageDataset,
-    test: ImageDataset,
-    batcher: &'a ImageBatcher,
+/// The images a model's outputs are judged on, batched once for every model and section: the run's
+/// validation split and the test set.
+struct Held {
+    valid: Vec<ImageBatch>,
+    test: Vec<ImageBatch>,
 }
 
-/// Logits of every image of `data`, flat (`items × classes`), with the labels.
-fn logits_of<M>(
-    explainer: &Explainer<M>,
+/// `data` in batches of 500 on `device`.
+fn batched(
     data: &ImageDataset,
     batcher: &ImageBatcher,
     device: &Device,
+) -> anyhow::Result<Vec<ImageBatch>> {
+    (0..data.len())
+        .step_by(500)
+        .map(|start| {
+            let items = (start..(start + 500).min(data.len()))
+                .map(|i| data.get(i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(batcher.clone().batch(items, device))
+        })
+        .collect()
+}
+
+/// Logits of every image of `batches`, flat (`items × classes`), with the labels.
+fn logits_of<M>(
+    explainer: &Explainer<M>,
+    batches: &[ImageBatch],
 ) -> anyhow::Result<(Vec<f32>, Vec<usize>)>
 where
     M: kiln::core::Supervised<
@@ -1017,16 +1019,21 @@ where
         > + burn::module::Module,
 {
     let (mut logits, mut labels) = (Vec::new(), Vec::new());
-    for start in (0..data.len()).step_by(500) {
-        let items = (start..(start + 500).min(data.len()))
-            .map(|i| data.get(i))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        labels.extend(items.iter().map(|i| i.label as usize));
-        let images = batcher.clone().batch(items, device).images;
+    for batch in batches {
+        labels.extend(
+            batch
+                .labels
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
+                .into_iter()
+                .map(|l| l as usize),
+        );
         logits.extend(
             explainer
-                .logits(images)
+                .logits(batch.images.clone())
                 .into_data()
                 .convert::<f32>()
                 .try_to_vec::<f32>()
@@ -1052,8 +1059,8 @@ where
         > + burn::module::Module,
 {
     let explainer = Explainer::new(trained, device);
-    let (valid_logits, valid_labels) = logits_of(&explainer, &held.valid, held.batcher, device)?;
-    let (test_logits, test_labels) = logits_of(&explainer, &held.test, held.batcher, device)?;
+    let (valid_logits, valid_labels) = logits_of(&explainer, &held.valid)?;
+    let (test_logits, test_labels) = logits_of(&explainer, &held.test)?;
     let classes = valid_logits.len() / valid_labels.len().max(1);
     let valid = Scored::new(&valid_logits, classes, &valid_labels)?;
     let test = Scored::new(&test_logits, classes, &test_labels)?;
@@ -1170,18 +1177,9 @@ fn write_cascade(md: &mut String, stages: &[CascadeRecord]) -> anyhow::Result<()
 fn layer_statistics<M: HookedClassifier>(
     name: &str,
     trained: &M,
-    device: &Device,
     held: &Held,
 ) -> anyhow::Result<Vec<ActivationRecord>> {
-    let mut batches = Vec::new();
-    for start in (0..held.test.len()).step_by(500) {
-        let items = (start..(start + 500).min(held.test.len()))
-            .map(|i| held.test.get(i))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        batches.push(held.batcher.clone().batch(items, device));
-    }
-    let stats = activation_statistics(trained, batches)?;
+    let stats = activation_statistics(trained, held.test.iter().cloned())?;
     for s in &stats {
         println!(
             "{name} input of {}: {} units, mean {:.3}, std {:.3}, zeros {:.1}%, dead units {:.1}%",
@@ -1247,16 +1245,7 @@ fn gate_statistics(
     trained: &SequenceClassifier,
     held: &Held,
 ) -> anyhow::Result<Vec<GateRecord>> {
-    let device = trained.output.weight.val().device();
-    let mut batches = Vec::new();
-    for start in (0..held.test.len()).step_by(500) {
-        let items = (start..(start + 500).min(held.test.len()))
-            .map(|i| held.test.get(i))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        batches.push(held.batcher.clone().batch(items, &device).images);
-    }
-    let stats = gate_saturation(trained, batches)?;
+    let stats = gate_saturation(trained, held.test.iter().map(|b| b.images.clone()))?;
     Ok(stats
         .into_iter()
         .map(|s| {

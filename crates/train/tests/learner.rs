@@ -508,6 +508,14 @@ fn a_batch_the_model_cannot_take_is_refused_before_the_first_step() {
     );
 }
 
+/// The largest absolute difference of two weight lists.
+fn difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 /// Every float parameter of a module, in visiting order.
 fn weights<M: burn::module::Module>(model: &M) -> Vec<f32> {
     struct Values(Vec<f32>);
@@ -549,12 +557,6 @@ fn accumulated_gradients_step_as_the_large_batch() {
     let large = run(32, 1);
     let accumulated = run(16, 2);
     let small = run(16, 1);
-    let difference = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max)
-    };
     let d = difference(&large, &accumulated);
     assert!(d < 1e-5, "2 × 16 accumulated differ from 32 by {d}");
     // Steps on batches of 16 without accumulation end elsewhere: the comparison can fail.
@@ -586,11 +588,7 @@ fn activation_checkpointing_trains_to_the_same_weights() {
         weights(&out.model)
     };
     let (plain, recomputed) = (run(false), run(true));
-    let d = plain
-        .iter()
-        .zip(&recomputed)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let d = difference(&plain, &recomputed);
     assert!(
         d < 1e-6,
         "recomputing activations changed the weights by {d}"
