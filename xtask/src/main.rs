@@ -4,6 +4,7 @@
 mod bench;
 mod compress_md;
 mod explain;
+mod federated;
 mod ranks;
 mod report_md;
 mod vs_pytorch;
@@ -122,6 +123,20 @@ enum Task {
         quick: bool,
         /// Where the report goes.
         #[arg(long, default_value = "reports/explain")]
+        out: PathBuf,
+    },
+    /// Federated learning on MNIST: McMahan et al.'s (2017) 2NN and CNN with 100 clients, IID and
+    /// pathological non-IID, beside the paper's rounds; FedProx with stragglers, FedAdam, FedYogi,
+    /// robust aggregation, DP-FedAvg; write reports/federated/report.{md,json} and the curves.
+    Federated {
+        /// flex, ndarray or wgpu (default: the CPU default).
+        #[arg(long)]
+        device: Option<String>,
+        /// A smoke run: 10 clients on 2,000 images, a few rounds.
+        #[arg(long)]
+        quick: bool,
+        /// Where the report goes.
+        #[arg(long, default_value = "reports/federated")]
         out: PathBuf,
     },
     /// List the registry's recipes (what train-all runs), or print one as JSON.
@@ -331,6 +346,9 @@ fn run(task: Task, role: &ranks::Role) -> anyhow::Result<()> {
             Ok(())
         }
         Task::Explain { device, quick, out } => explain::run(parse_device(device)?, quick, &out),
+        Task::Federated { device, quick, out } => {
+            federated::run(parse_device(device)?, quick, &out)
+        }
         Task::Recipes { show } => {
             match show {
                 Some(name) => println!("{}", registry::find(&name)?.to_json()),

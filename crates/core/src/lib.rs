@@ -5,13 +5,15 @@
 //! - [`step`]: the [`Supervised`] trait a model implements (one forward pass on a batch, giving its loss)
 //!   and the outputs the learner scores ([`ClassificationOutput`], [`RegressionOutput`], [`TokenOutput`], [`LossOutput`]);
 //! - [`loss`]: MSE, cross-entropy and binary cross-entropy on burn's loss modules;
-//! - [`files`]: writing a file whole or not at all (temporary name, then rename).
+//! - [`files`]: writing a file whole or not at all (temporary name, then rename);
+//! - [`params`]: a module's parameters as one flat vector and back.
 //!
 //! `kiln-train` adapts these outputs to burn-train's metrics.
 #![warn(missing_docs)]
 
 pub mod files;
 pub mod loss;
+pub mod params;
 pub mod step;
 
 pub use step::{

@@ -13,9 +13,10 @@
 //!   stopping or a non-finite loss), so all ranks leave the loop at the same epoch boundary and none waits
 //!   forever for a partner that left. A rank that stops in the middle of an epoch ends the whole job.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use kiln_core::params::{parameter_values, with_parameter_values};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -111,9 +112,9 @@ impl DataParallel {
 
     /// `module` with rank 0's parameter values on every rank.
     pub fn broadcast_parameters<M: Module>(&self, module: M) -> M {
-        let mut flat = Flatten::default();
-        module.visit(&mut flat);
-        let mut values = flat.values;
+        let mut values = parameter_values(&module).unwrap_or_else(|e| {
+            self.abort(&format!("rank {}: {e}", self.rank()));
+        });
         let mut bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.collective.broadcast(&mut bytes);
         if bytes.len() != values.len() * 4 {
@@ -128,9 +129,8 @@ impl DataParallel {
         for (v, b) in values.iter_mut().zip(bytes.chunks_exact(4)) {
             *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
-        module.map(&mut Unflatten {
-            values: &values,
-            offset: 0,
+        with_parameter_values(module, &values).unwrap_or_else(|e| {
+            self.abort(&format!("rank {}: {e}", self.rank()));
         })
     }
 
@@ -288,40 +288,6 @@ impl GradientSync {
             device: pieces.first().map(|(t, _)| t.device()),
         });
         grads
-    }
-}
-
-/// Collects every float parameter's values, in visiting order.
-#[derive(Default)]
-struct Flatten {
-    values: Vec<f32>,
-}
-
-impl ModuleVisitor for Flatten {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let data = param.val().into_data();
-        match data.convert::<f32>().try_to_vec::<f32>() {
-            Ok(v) => self.values.extend(v),
-            Err(e) => panic!("a parameter's values are unreadable: {e:?}"),
-        }
-    }
-}
-
-/// Sets every float parameter's values from `values`, in visiting order.
-struct Unflatten<'a> {
-    values: &'a [f32],
-    offset: usize,
-}
-
-impl ModuleMapper for Unflatten<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(|t| {
-            let shape = t.shape();
-            let n = shape.num_elements();
-            let values = self.values[self.offset..self.offset + n].to_vec();
-            self.offset += n;
-            Tensor::from_data(TensorData::new(values, shape), &t.device())
-        })
     }
 }
 
