@@ -23,7 +23,9 @@ pub mod strategy;
 
 pub use client::{LocalTraining, local_batches, train_client};
 pub use partition::Partition;
-pub use simulation::{Evaluated, FederatedConfig, Federation, RoundRecord, StragglerPolicy};
+pub use simulation::{
+    Evaluated, FederatedConfig, Federation, RoundRecord, StragglerPolicy, local_shuffle_rng,
+};
 pub use strategy::{
     ClientUpdate, DpFedAvg, FedAdam, FedAvg, FedYogi, Median, Strategy, TrimmedMean,
 };

@@ -173,6 +173,9 @@ impl Partition {
         seed: u64,
     ) -> Result<Self, FederatedError> {
         check_clients(clients, examples)?;
+        if !(sigma >= 0.0 && sigma.is_finite()) {
+            return Err(setting("sigma", sigma, "a finite spread ≥ 0"));
+        }
         let spread =
             LogNormal::new(0.0, sigma).map_err(|e| setting("sigma", sigma, e.to_string()))?;
         let mut rng = StdRng::seed_from_u64(seed);

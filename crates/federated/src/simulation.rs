@@ -16,6 +16,12 @@ use serde::Serialize;
 use std::marker::PhantomData;
 use std::time::Instant;
 
+/// The generator of client `client`'s local shuffles in `round` (1-based) of a run seeded with `seed`
+/// (what [`local_batches`] draws from), so that a caller can repeat a client's batches.
+pub fn local_shuffle_rng(seed: u64, round: usize, client: usize) -> rand::rngs::StdRng {
+    stream(seed, 3, round as u64, client as u64)
+}
+
 /// What happens to the sampled clients that do not finish in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,7 +201,7 @@ where
                 .collect();
             let train = |&(c, epochs): &(usize, usize)| -> Result<ClientUpdate, FederatedError> {
                 let indices = self.partition.client(c);
-                let mut rng = stream(config.seed, 3, r, c as u64);
+                let mut rng = local_shuffle_rng(config.seed, round, c);
                 let batches = local_batches(indices, epochs, config.local.batch_size, &mut rng);
                 let local = train_client(
                     &model,

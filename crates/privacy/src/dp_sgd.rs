@@ -226,7 +226,7 @@ impl ModuleMapper for NoisyUpdate<'_> {
 
 /// `n` draws of N(0, std²) by the Box–Muller transform (the workspace's `rand` 0.9 has no normal
 /// distribution of its own, and the `rand_distr` in the lock file belongs to another `rand`).
-fn gaussian(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
+pub(crate) fn gaussian(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {
         let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]

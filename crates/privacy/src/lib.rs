@@ -6,10 +6,14 @@
 #![warn(missing_docs)]
 
 pub mod dp_sgd;
+pub mod pca;
 mod rdp;
+pub mod training;
 
 pub use dp_sgd::{DpSgd, DpStep, per_example_gradient_norms};
+pub use pca::{Projection, dp_pca};
 pub use rdp::{RdpAccountant, default_orders};
+pub use training::{DpEpoch, DpTraining, Features, accuracy, train_dp_sgd};
 
 /// Arguments the accountant refuses.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
