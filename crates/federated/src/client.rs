@@ -3,7 +3,7 @@
 use crate::{FederatedError, setting};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::module::{ModuleVisitor, Param, ParamId};
+use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use kiln_core::{StepOutput, Supervised};
@@ -103,6 +103,18 @@ impl ModuleVisitor for Anchor {
     }
 }
 
+/// Every float parameter as a new autodiff leaf over the same values (no copy), tracked as before.
+struct FreshLeaves;
+
+impl ModuleMapper for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| {
+            let tracked = t.is_require_grad();
+            Tensor::from_inner(t.inner()).set_require_grad(tracked)
+        })
+    }
+}
+
 /// Adds μ·(w − w_global) to every parameter's gradient.
 struct Proximal<'a> {
     anchor: &'a HashMap<ParamId, Tensor<1>>,
@@ -147,7 +159,11 @@ where
         global.visit(&mut anchor);
         anchor.0
     });
-    let mut model = global.clone();
+    // Each client trains on leaves of its own: a clone of `global` would share its parameters' autodiff
+    // nodes with every other client of the round, and burn-autodiff 0.22.1 then merges the clients'
+    // graphs and can deadlock when one client's backward cleans up while another registers an op (seen
+    // with two clients on two threads).
+    let mut model = global.clone().map(&mut FreshLeaves);
     for indices in batches {
         let items = indices
             .iter()

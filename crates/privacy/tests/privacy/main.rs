@@ -3,3 +3,4 @@
 
 mod accountant;
 mod dp_sgd;
+mod training;
