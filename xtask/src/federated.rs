@@ -20,13 +20,13 @@ use kiln_federated::{
     DpFedAvg, Evaluated, FedAdam, FedAvg, FedYogi, FederatedConfig, Federation, LocalTraining,
     Median, Partition, RoundRecord, StragglerPolicy, Strategy, TrimmedMean,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
 /// One run: `report.json`'s row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FederatedRecord {
     /// `fedavg`, `fedprox`, `fedadam`, `fedyogi`, `median`, `trimmed_mean_0.1`, `dp_fedavg`.
     pub algorithm: String,
@@ -73,14 +73,20 @@ pub struct FederatedRecord {
     pub curve: Vec<f64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct FederatedReport {
     runs: Vec<FederatedRecord>,
     learning_rates: Vec<LrChoice>,
+    /// Seconds the whole run took.
+    #[serde(default)]
+    seconds: f64,
+    /// A `--quick` smoke run.
+    #[serde(default)]
+    quick: bool,
 }
 
 /// A learning rate tried on validation data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct LrChoice {
     model: String,
     lr: f64,
@@ -754,22 +760,31 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
     let report = FederatedReport {
         runs,
         learning_rates,
+        seconds: started.elapsed().as_secs_f64(),
+        quick,
     };
     std::fs::write(
         out.join("report.json"),
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
-    write_markdown(&report, out, started.elapsed().as_secs_f64(), quick)?;
+    write_markdown(&report, out)?;
     println!("wrote {}", out.join("report.md").display());
     Ok(())
 }
 
-fn write_markdown(
-    report: &FederatedReport,
-    out: &Path,
-    seconds: f64,
-    quick: bool,
-) -> anyhow::Result<()> {
+/// Writes `report.md` and the curves again from the `report.json` in `out` (no training).
+pub fn replot(out: &Path) -> anyhow::Result<()> {
+    let path = out.join("report.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let report: FederatedReport =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    write_markdown(&report, out)?;
+    println!("wrote {}", out.join("report.md").display());
+    Ok(())
+}
+
+fn write_markdown(report: &FederatedReport, out: &Path) -> anyhow::Result<()> {
+    let (seconds, quick) = (report.seconds, report.quick);
     let mut md = String::new();
     writeln!(md, "# Kiln — federated learning report\n")?;
     if quick {
@@ -855,19 +870,35 @@ fn write_markdown(
             if c.chosen { "yes" } else { "" }
         )?;
     }
-    for (file, title, models) in [
-        ("curves_2nn.png", "2NN: test accuracy against round", "2nn"),
-        ("curves_cnn.png", "CNN: test accuracy against round", "cnn"),
-    ] {
+    type Pick = fn(&FederatedRecord) -> bool;
+    let plots: [(&str, &str, Pick); 3] = [
+        (
+            "curves_mcmahan.png",
+            "McMahan et al.'s settings (FedAvg, C = 0.1, B = 10)",
+            |r| r.algorithm == "fedavg" && r.stragglers == 0.0 && !r.partition.starts_with("dirichlet"),
+        ),
+        (
+            "curves_stragglers.png",
+            "Pathological non-IID 2NN, E = 5, 50% stragglers",
+            |r| r.stragglers > 0.0,
+        ),
+        (
+            "curves_strategies.png",
+            "Server strategies (Dirichlet 0.5) and DP-FedAvg, 2NN",
+            |r| r.partition.starts_with("dirichlet") || r.algorithm == "dp_fedavg",
+        ),
+    ];
+    for (file, title, pick) in plots {
         let series: Vec<(String, Vec<(f64, f64)>)> = report
             .runs
             .iter()
-            .filter(|r| r.model == models)
+            .filter(|r| r.algorithm != "dp_sgd" && pick(r))
             .map(|r| {
                 (
                     format!(
-                        "{} {} E={}{}",
+                        "{} {} {} E={}{}",
                         r.algorithm,
+                        r.model,
                         r.partition,
                         r.local_epochs,
                         if r.stragglers > 0.0 {

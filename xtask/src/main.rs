@@ -135,6 +135,9 @@ enum Task {
         /// A smoke run: 10 clients on 2,000 images, a few rounds.
         #[arg(long)]
         quick: bool,
+        /// Only rewrite report.md and the curves from the report.json in `--out` (no training).
+        #[arg(long, conflicts_with = "quick")]
+        replot: bool,
         /// Where the report goes.
         #[arg(long, default_value = "reports/federated")]
         out: PathBuf,
@@ -346,8 +349,17 @@ fn run(task: Task, role: &ranks::Role) -> anyhow::Result<()> {
             Ok(())
         }
         Task::Explain { device, quick, out } => explain::run(parse_device(device)?, quick, &out),
-        Task::Federated { device, quick, out } => {
-            federated::run(parse_device(device)?, quick, &out)
+        Task::Federated {
+            device,
+            quick,
+            replot,
+            out,
+        } => {
+            if replot {
+                federated::replot(&out)
+            } else {
+                federated::run(parse_device(device)?, quick, &out)
+            }
         }
         Task::Recipes { show } => {
             match show {

@@ -1,8 +1,8 @@
 //! The CPU kernel of a 2-D convolution (groups 1, dilation 1) and both its gradients as well-shaped GEMMs,
 //! on plain `f32` slices in NCHW layout.
 //!
-//! Per image: `cols = im2col(x)` (`[C·KH·KW, OH·OW]`), `y = W · cols + b`; backward
-//! `dW += dY · colsᵀ`, `dX = col2im(Wᵀ · dY)`. burn 0.22.1's generic backward instead computes the weight
+//! Per image: `cols = im2col(x)` (`[C·KH·KW, OH·OW]`), `y = W · cols + b`; backward (with the columns
+//! recomputed) `dW += dY · colsᵀ`, `dX = col2im(Wᵀ · dY)`. burn 0.22.1's generic backward instead computes the weight
 //! gradient as a convolution whose "kernel" is the output gradient (a GEMM with N = KH·KW) after strided
 //! transposes of both operands. Images are spread over rayon's threads; each thread sums its images'
 //! weight gradients and the threads' sums are added at the end.
@@ -129,51 +129,102 @@ fn col2im(d: &ConvDims, cols: &[f32], image: &mut [f32]) {
     });
 }
 
-/// The forward pass: `y` (`[batch, out_channels, OH, OW]`) and the im2col columns of every image, kept for
-/// the backward pass. Images are spread over rayon's threads, each product on one thread.
-pub fn forward(d: &ConvDims, x: &[f32], w: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// One image's convolution: `y` (`[out_channels, OH·OW]`) `= W · im2col(image) + b`, with `cols` (`[patch,
+/// OH·OW]`) as scratch.
+fn convolve_image(
+    d: &ConvDims,
+    image: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    cols: &mut [f32],
+    y: &mut [f32],
+) {
     let (patch, p, o) = (d.patch(), d.positions(), d.out_channels);
-    assert_eq!(x.len(), d.batch * d.image(), "x");
-    assert_eq!(w.len(), o * patch, "weight");
-    assert!(bias.is_empty() || bias.len() == o, "bias");
-    let mut y = vec![0.0; d.batch * o * p];
-    let mut cols = vec![0.0; d.batch * patch * p];
-    y.par_chunks_mut(o * p)
-        .zip(cols.par_chunks_mut(patch * p))
-        .zip(x.par_chunks(d.image()))
-        .for_each(|((y, cols), image)| {
-            im2col(d, image, cols);
-            // y [o, p] = W [o, patch] · cols [patch, p]
-            matmul(
-                y,
-                p,
-                o,
-                p,
-                patch,
-                View::rows(w, patch),
-                View::rows(cols, p),
-                false,
-                false,
-            );
-            if !bias.is_empty() {
-                for (row, b) in y.chunks_mut(p).zip(bias) {
-                    row.iter_mut().for_each(|v| *v += b);
-                }
-            }
-        });
-    (y, cols)
+    im2col(d, image, cols);
+    // y [o, p] = W [o, patch] · cols [patch, p]
+    matmul(
+        y,
+        p,
+        o,
+        p,
+        patch,
+        View::rows(w, patch),
+        View::rows(cols, p),
+        false,
+        false,
+    );
+    if !bias.is_empty() {
+        for (row, b) in y.chunks_mut(p).zip(bias) {
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    }
 }
 
-/// The gradients: `(dx, dw, db)`; `dx` only when `need_x` (empty otherwise).
+fn check_sizes(d: &ConvDims, x: &[f32], w: &[f32], bias: &[f32]) {
+    assert_eq!(x.len(), d.batch * d.image(), "x");
+    assert_eq!(w.len(), d.out_channels * d.patch(), "weight");
+    assert!(bias.is_empty() || bias.len() == d.out_channels, "bias");
+}
+
+/// The forward pass: `y` (`[batch, out_channels, OH, OW]`). Images are spread over rayon's threads, each
+/// product on one thread; each thread's im2col buffer (one image's columns, a few hundred kB at most for
+/// the shapes here, so it stays in cache) is reused from image to image, and nothing of it is kept: the
+/// backward pass recomputes the columns from `x`, which costs less than writing every image's columns
+/// to memory and reading them back.
+pub fn forward(d: &ConvDims, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    check_sizes(d, x, w, bias);
+    let (patch, p, o) = (d.patch(), d.positions(), d.out_channels);
+    let mut y = vec![0.0; d.batch * o * p];
+    y.par_chunks_mut((o * p).max(1))
+        .zip(x.par_chunks(d.image().max(1)))
+        .for_each_init(
+            || vec![0.0; patch * p],
+            |cols, (y, image)| convolve_image(d, image, w, bias, cols, y),
+        );
+    y
+}
+
+/// The forward pass followed by `relu(max pool)` (see [`super::epilogue`]), image by image: the pooled
+/// output (`[batch, out_channels, OH / pool, OW / pool]`) and the offsets of its maxima; the full-size
+/// output never leaves the thread's scratch buffer.
+pub fn forward_relu_pool(
+    d: &ConvDims,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    pool: usize,
+) -> (Vec<f32>, Vec<u32>) {
+    check_sizes(d, x, w, bias);
+    let (patch, p, o) = (d.patch(), d.positions(), d.out_channels);
+    let [ph, pw] = super::epilogue::pooled_hw(d.out_hw(), pool);
+    let cells = (o * ph * pw).max(1);
+    let mut out = vec![0.0f32; d.batch * o * ph * pw];
+    let mut argmax = vec![0u32; d.batch * o * ph * pw];
+    out.par_chunks_mut(cells)
+        .zip(argmax.par_chunks_mut(cells))
+        .zip(x.par_chunks(d.image().max(1)))
+        .for_each_init(
+            || (vec![0.0; patch * p], vec![0.0; o * p]),
+            |(cols, y), ((out, argmax), image)| {
+                convolve_image(d, image, w, bias, cols, y);
+                super::epilogue::pool_planes(y, d.out_hw(), pool, out, argmax);
+            },
+        );
+    (out, argmax)
+}
+
+/// The gradients: `(dx, dw, db)`; `dx` only when `need_x` (empty otherwise). `x` is the forward's input,
+/// whose columns are recomputed image by image.
 pub fn backward(
     d: &ConvDims,
     w: &[f32],
-    cols: &[f32],
+    x: &[f32],
     dy: &[f32],
     need_x: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (patch, p, o) = (d.patch(), d.positions(), d.out_channels);
     assert_eq!(dy.len(), d.batch * o * p, "dy");
+    assert_eq!(x.len(), d.batch * d.image(), "x");
     let threads = rayon::current_num_threads().max(1);
     let per = d.batch.div_ceil(threads).max(1);
     let mut dx = if need_x {
@@ -188,6 +239,7 @@ pub fn backward(
         .zip(dx_chunks(&mut dx, per * image, chunks))
         .map(|(chunk, mut dx_chunk)| {
             let mut dw = vec![0.0; o * patch];
+            let mut cols = vec![0.0; patch * p];
             let mut dcols = if need_x {
                 vec![0.0; patch * p]
             } else {
@@ -196,7 +248,7 @@ pub fn backward(
             let images = chunk * per..((chunk + 1) * per).min(d.batch);
             for (k, n) in images.enumerate() {
                 let dy_n = &dy[n * o * p..(n + 1) * o * p];
-                let cols_n = &cols[n * patch * p..(n + 1) * patch * p];
+                im2col(d, &x[n * image..(n + 1) * image], &mut cols);
                 // dW += dY_n [o, p] · cols_nᵀ [p, patch]
                 matmul(
                     &mut dw,
@@ -205,7 +257,7 @@ pub fn backward(
                     patch,
                     p,
                     View::rows(dy_n, p),
-                    View::transposed(cols_n, p),
+                    View::transposed(&cols, p),
                     true,
                     false,
                 );
@@ -331,9 +383,17 @@ mod tests {
             let x = noise(d.batch * d.image(), 1);
             let w = noise(d.out_channels * d.patch(), 2);
             let b = noise(d.out_channels, 3);
-            let (y, _) = forward(&d, &x, &w, &b);
+            let y = forward(&d, &x, &w, &b);
             for (a, e) in y.iter().zip(direct(&d, &x, &w, &b)) {
                 assert!((f64::from(*a) - e).abs() < 1e-4, "{d:?}: {a} vs {e}");
+            }
+            // The pooled path equals pooling the full output.
+            for pool in [1, 2, 3] {
+                let (pooled, argmax) = forward_relu_pool(&d, &x, &w, &b, pool);
+                let (reference, reference_argmax) =
+                    super::super::epilogue::forward(&y, d.out_hw(), pool);
+                assert_eq!(pooled, reference, "{d:?} pool {pool}");
+                assert_eq!(argmax, reference_argmax, "{d:?} pool {pool}");
             }
         }
     }
@@ -346,8 +406,7 @@ mod tests {
             let mut w = noise(d.out_channels * d.patch(), 5);
             let mut b = noise(d.out_channels, 6);
             let dy = noise(d.batch * d.out_channels * d.positions(), 7);
-            let (_, cols) = forward(&d, &x, &w, &b);
-            let (dx, dw, db) = backward(&d, &w, &cols, &dy, true);
+            let (dx, dw, db) = backward(&d, &w, &x, &dy, true);
             let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
                 direct(&d, x, w, b)
                     .iter()
@@ -387,7 +446,7 @@ mod tests {
             check("x", &dx, &mut x, 0, &x0, &w0, &b0);
             check("w", &dw, &mut w, 1, &x0, &w0, &b0);
             check("b", &db, &mut b, 2, &x0, &w0, &b0);
-            let (none, dw2, _) = backward(&d, &w0, &cols, &dy, false);
+            let (none, dw2, _) = backward(&d, &w0, &x0, &dy, false);
             assert!(none.is_empty());
             assert_eq!(dw, dw2, "{d:?}: dW does not depend on whether dX is wanted");
         }

@@ -28,26 +28,38 @@ pub fn forward(y: &[f32], [h, w]: [usize; 2], pool: usize) -> (Vec<f32>, Vec<u32
     out.par_chunks_mut((ph * pw).max(1))
         .zip(argmax.par_chunks_mut((ph * pw).max(1)))
         .zip(y.par_chunks((h * w).max(1)))
-        .for_each(|((out, argmax), plane)| {
-            for py in 0..ph {
-                for px in 0..pw {
-                    let mut best = f32::NEG_INFINITY;
-                    let mut at = 0;
-                    for i in 0..pool {
-                        let row = (py * pool + i) * w + px * pool;
-                        for (j, &v) in plane[row..row + pool].iter().enumerate() {
-                            if v > best {
-                                best = v;
-                                at = row + j;
-                            }
+        .for_each(|((out, argmax), plane)| pool_planes(plane, [h, w], pool, out, argmax));
+    (out, argmax)
+}
+
+/// [`forward`] of consecutive `[h, w]` planes `y` on the calling thread, into `out` and `argmax` (one
+/// pooled plane each per plane of `y`).
+pub fn pool_planes(y: &[f32], [h, w]: [usize; 2], pool: usize, out: &mut [f32], argmax: &mut [u32]) {
+    let [ph, pw] = pooled_hw([h, w], pool);
+    let cells = (ph * pw).max(1);
+    for ((plane, out), argmax) in y
+        .chunks((h * w).max(1))
+        .zip(out.chunks_mut(cells))
+        .zip(argmax.chunks_mut(cells))
+    {
+        for py in 0..ph {
+            for px in 0..pw {
+                let mut best = f32::NEG_INFINITY;
+                let mut at = 0;
+                for i in 0..pool {
+                    let row = (py * pool + i) * w + px * pool;
+                    for (j, &v) in plane[row..row + pool].iter().enumerate() {
+                        if v > best {
+                            best = v;
+                            at = row + j;
                         }
                     }
-                    out[py * pw + px] = best.max(0.0);
-                    argmax[py * pw + px] = if best > 0.0 { at as u32 } else { ZERO };
                 }
+                out[py * pw + px] = best.max(0.0);
+                argmax[py * pw + px] = if best > 0.0 { at as u32 } else { ZERO };
             }
-        });
-    (out, argmax)
+        }
+    }
 }
 
 /// The gradient of the convolution's output `[planes, h, w]` from that of [`forward`]'s result.

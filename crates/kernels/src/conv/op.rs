@@ -77,30 +77,24 @@ fn dims(x: &FlexTensor, weight: &FlexTensor, spec: ConvSpec) -> ConvDims {
     }
 }
 
-/// Runs the forward kernel; returns `y` and the im2col columns.
-fn forward(d: &ConvDims, x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> (FlexTensor, Vec<f32>) {
-    let (x, w, b) = (dense(x), dense(w), dense(b));
-    let (y, cols) = cpu::forward(d, slice(&x), slice(&w), slice(&b));
+/// Runs the forward kernel on dense operands; returns `y`.
+fn forward(d: &ConvDims, x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let y = cpu::forward(d, slice(x), slice(w), slice(b));
     let [oh, ow] = d.out_hw();
-    (tensor(y, &[d.batch, d.out_channels, oh, ow]), cols)
+    tensor(y, &[d.batch, d.out_channels, oh, ow])
 }
 
-/// [`forward`] followed by the epilogue: the pooled result, the maxima's offsets and the im2col columns.
+/// The forward kernel with its epilogue, on dense operands: the pooled result and the maxima's offsets.
 fn forward_relu_pool(
     d: &ConvDims,
     x: &FlexTensor,
     w: &FlexTensor,
     b: &FlexTensor,
     pool: usize,
-) -> (FlexTensor, Vec<u32>, Vec<f32>) {
-    let (y, cols) = forward(d, x, w, b);
-    let (pooled, argmax) = epilogue::forward(slice(&y), d.out_hw(), pool);
+) -> (FlexTensor, Vec<u32>) {
+    let (pooled, argmax) = cpu::forward_relu_pool(d, slice(x), slice(w), slice(b), pool);
     let [ph, pw] = epilogue::pooled_hw(d.out_hw(), pool);
-    (
-        tensor(pooled, &[d.batch, d.out_channels, ph, pw]),
-        argmax,
-        cols,
-    )
+    (tensor(pooled, &[d.batch, d.out_channels, ph, pw]), argmax)
 }
 
 /// The convolution with or without its epilogue (`pool`), as one backward node under autodiff.
@@ -115,6 +109,7 @@ fn tracked<C: CheckpointStrategy>(
     let (w, w_node) = weight.into_parts();
     let (b, b_node) = bias.into_parts();
     let d = dims(&x, &w, spec);
+    let (x, w, b) = (dense(&x), dense(&w), dense(&b));
     match FusedConvBackward
         .prepare::<C>([x_node, w_node, b_node])
         .compute_bound()
@@ -122,18 +117,17 @@ fn tracked<C: CheckpointStrategy>(
     {
         OpsKind::Tracked(prep) => match pool {
             None => {
-                let (y, cols) = forward(&d, &x, &w, &b);
-                prep.finish((d, dense(&w), Arc::new(cols), None), y)
+                let y = forward(&d, &x, &w, &b);
+                prep.finish((d, w, x, None), y)
             }
             Some(pool) => {
-                let (out, argmax, cols) = forward_relu_pool(&d, &x, &w, &b, pool);
+                let (out, argmax) = forward_relu_pool(&d, &x, &w, &b, pool);
                 let epilogue = Epilogue { pool, argmax };
-                let state = (d, dense(&w), Arc::new(cols), Some(Arc::new(epilogue)));
-                prep.finish(state, out)
+                prep.finish((d, w, x, Some(Arc::new(epilogue))), out)
             }
         },
         OpsKind::UnTracked(prep) => prep.finish(match pool {
-            None => forward(&d, &x, &w, &b).0,
+            None => forward(&d, &x, &w, &b),
             Some(pool) => forward_relu_pool(&d, &x, &w, &b, pool).0,
         }),
     }
@@ -146,7 +140,8 @@ impl FusedConvOps for Flex {
         bias: FloatTensor<Self>,
         spec: ConvSpec,
     ) -> FloatTensor<Self> {
-        forward(&dims(&x, &weight, spec), &x, &weight, &bias).0
+        let d = dims(&x, &weight, spec);
+        forward(&d, &dense(&x), &dense(&weight), &dense(&bias))
     }
 
     fn fused_conv2d_relu_pool(
@@ -156,7 +151,8 @@ impl FusedConvOps for Flex {
         spec: ConvSpec,
         pool: usize,
     ) -> FloatTensor<Self> {
-        forward_relu_pool(&dims(&x, &weight, spec), &x, &weight, &bias, pool).0
+        let d = dims(&x, &weight, spec);
+        forward_relu_pool(&d, &dense(&x), &dense(&weight), &dense(&bias), pool).0
     }
 }
 
@@ -172,11 +168,12 @@ struct Epilogue {
 }
 
 impl Backward<Flex, 3> for FusedConvBackward {
-    /// Sizes, the dense weight, the forward's im2col columns and the epilogue's record, if any.
-    type State = (ConvDims, FlexTensor, Arc<Vec<f32>>, Option<Arc<Epilogue>>);
+    /// Sizes, the dense weight, the dense input (its columns are recomputed) and the epilogue's record,
+    /// if any.
+    type State = (ConvDims, FlexTensor, FlexTensor, Option<Arc<Epilogue>>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (d, w, cols, epilogue) = ops.state;
+        let (d, w, x, epilogue) = ops.state;
         let dout = dense(&grads.consume::<Flex>(&ops.node));
         let dy: Cow<'_, [f32]> = match &epilogue {
             None => Cow::Borrowed(slice(&dout)),
@@ -188,7 +185,7 @@ impl Backward<Flex, 3> for FusedConvBackward {
             )),
         };
         let [node_x, node_w, node_b] = ops.parents;
-        let (dx, dw, db) = cpu::backward(&d, slice(&w), &cols, &dy, node_x.is_some());
+        let (dx, dw, db) = cpu::backward(&d, slice(&w), slice(&x), &dy, node_x.is_some());
         if let Some(node) = node_x {
             grads.register::<Flex>(
                 node.id,
