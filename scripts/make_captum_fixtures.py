@@ -9,7 +9,11 @@ max-pool 2 - fc 16 - ReLU - fc 10), both at PyTorch's default initialisation und
   with respect to the target logit: `saliency` (`Saliency`, abs=True), `input_x_gradient` (`InputXGradient`),
   `integrated_gradients` and `integrated_gradients_delta` (`IntegratedGradients`, black baseline, 32 steps,
   Gauss-Legendre), `occlusion` (`Occlusion`, 4x4 windows, stride 4, black), and for the CNN `grad_cam`
-  (`LayerGradCam` on the second block's output, after its max-pool; Captum's defaults) [4, 7, 7].
+  (`LayerGradCam` on the second block's output, after its max-pool; Captum's defaults) [4, 7, 7], and
+  `smoothgrad` (`NoiseTunnel(Saliency)`, nt_type="smoothgrad", 5 samples, stdev 0.3) with the noise it drew,
+  `smoothgrad_noise` [4 · 5, 28, 28] (row b · 5 + k is sample k of image b: NoiseTunnel repeats the inputs with
+  `repeat_interleave` and draws one `torch.normal` for them all; the script re-draws it under the same seed
+  and checks that it reproduces NoiseTunnel's result).
 
 Both models read images [batch, 28, 28], as Kiln's do. Run from the repository root:
 `pip install torch captum safetensors && python3 scripts/make_captum_fixtures.py`. The Rust tests
@@ -22,7 +26,8 @@ import struct
 
 import captum
 import torch
-from captum.attr import IntegratedGradients, InputXGradient, LayerGradCam, Occlusion, Saliency
+from captum.attr import (IntegratedGradients, InputXGradient, LayerGradCam, NoiseTunnel, Occlusion,
+                         Saliency)
 from safetensors.torch import save_file
 from torch import nn
 
@@ -84,6 +89,20 @@ def attributions(model, x, targets, black):
         "occlusion": Occlusion(model).attribute(
             x, sliding_window_shapes=(4, 4), strides=(4, 4), baselines=black, target=targets),
     }
+    # SmoothGrad: NoiseTunnel's one draw, replayed under the same seed.
+    samples, stdev = 5, 0.3
+    torch.manual_seed(1234)
+    smooth = NoiseTunnel(Saliency(model)).attribute(
+        x, nt_type="smoothgrad", nt_samples=samples, stdevs=stdev, target=targets)
+    torch.manual_seed(1234)
+    noise = torch.normal(0, torch.tensor(stdev).repeat((x.shape[0] * samples,) + tuple(x.shape[1:])))
+    noisy = x.repeat_interleave(samples, dim=0) + noise
+    replay = Saliency(model).attribute(
+        noisy, target=targets.repeat_interleave(samples), abs=True
+    ).reshape((x.shape[0], samples) + tuple(x.shape[1:])).mean(1)
+    assert torch.allclose(replay, smooth, atol=1e-6), (replay - smooth).abs().max()
+    io["smoothgrad"] = smooth
+    io["smoothgrad_noise"] = noise.float()
     return {k: v.detach().contiguous() for k, v in io.items()}
 
 

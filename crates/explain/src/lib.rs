@@ -160,15 +160,43 @@ where
         samples: usize,
         stdev: f64,
     ) -> Result<Tensor<3>, ExplainError> {
-        let samples = samples.max(1);
         let plain = self.plain();
         let images = images.to_device(&plain);
-        let mut total = Tensor::zeros_like(&images);
-        for _ in 0..samples {
-            let noise = images.random_like(Distribution::Normal(0.0, stdev));
-            total = total + self.saliency(images.clone() + noise, targets)?;
+        let noise: Vec<Tensor<3>> = (0..samples.max(1))
+            .map(|_| images.random_like(Distribution::Normal(0.0, stdev)))
+            .collect();
+        self.smoothgrad_with_noise(images, targets, &noise)
+    }
+
+    /// SmoothGrad with the noise given: the mean over `noise` (each `[batch, height, width]`, like
+    /// `images`) of the saliency of `images + noise[k]`. Captum's `NoiseTunnel` draws one
+    /// `[batch · samples, …]` tensor for inputs repeated with `repeat_interleave`, so its sample `k` of
+    /// image `b` is row `b · samples + k` of that draw.
+    pub fn smoothgrad_with_noise(
+        &self,
+        images: Tensor<3>,
+        targets: &[usize],
+        noise: &[Tensor<3>],
+    ) -> Result<Tensor<3>, ExplainError> {
+        if noise.is_empty() {
+            return Err(ExplainError::Argument(
+                "SmoothGrad needs at least one noise sample".into(),
+            ));
         }
-        Ok(total / samples as f64)
+        let plain = self.plain();
+        let images = images.to_device(&plain);
+        if let Some(n) = noise.iter().find(|n| n.dims() != images.dims()) {
+            return Err(ExplainError::Argument(format!(
+                "a noise sample of shape {:?} for images of shape {:?}",
+                n.dims(),
+                images.dims()
+            )));
+        }
+        let mut total = Tensor::zeros_like(&images);
+        for n in noise {
+            total = total + self.saliency(images.clone() + n.clone().to_device(&plain), targets)?;
+        }
+        Ok(total / noise.len() as f64)
     }
 
     /// Activation maximisation of classes (Erhan et al. 2009; Simonyan et al. 2014, §2): gradient ascent on

@@ -1,6 +1,6 @@
 //! Parity with Captum 0.9: an MLP and a CNN exported from PyTorch (`state_dict()` safetensors) load into
 //! Kiln's models through `kiln_models::torch`, give PyTorch's logits, and every method gives Captum's
-//! attributions of the same four MNIST digits — within 1e-4 of the largest attribution's size. The fixtures
+//! attributions of the same four MNIST digits (SmoothGrad with the noise Captum's NoiseTunnel drew) — within 1e-4 of the largest attribution's size. The fixtures
 //! are written by `scripts/make_captum_fixtures.py`.
 
 use burn::prelude::*;
@@ -139,9 +139,31 @@ where
         io,
         "occlusion",
         explainer
-            .occlusion(x, &targets, (4, 4), (4, 4), BLACK)
+            .occlusion(x.clone(), &targets, (4, 4), (4, 4), BLACK)
             .unwrap(),
     );
+    // NoiseTunnel's draw: row b · samples + k is sample k of image b.
+    let (noise, shape) = io.values("smoothgrad_noise");
+    let [batch, h, w] = x.dims();
+    let samples = shape[0] / batch;
+    let draws: Vec<Tensor<3>> = (0..samples)
+        .map(|k| {
+            let mut values = Vec::with_capacity(batch * h * w);
+            for b in 0..batch {
+                let row = (b * samples + k) * h * w;
+                values.extend_from_slice(&noise[row..row + h * w]);
+            }
+            Tensor::from_data(TensorData::new(values, [batch, h, w]), device)
+        })
+        .collect();
+    assert_close(
+        io,
+        "smoothgrad",
+        explainer
+            .smoothgrad_with_noise(x.clone(), &targets, &draws)
+            .unwrap(),
+    );
+    assert!(explainer.smoothgrad_with_noise(x, &targets, &[]).is_err());
 }
 
 #[test]

@@ -34,7 +34,13 @@ pub fn forward(y: &[f32], [h, w]: [usize; 2], pool: usize) -> (Vec<f32>, Vec<u32
 
 /// [`forward`] of consecutive `[h, w]` planes `y` on the calling thread, into `out` and `argmax` (one
 /// pooled plane each per plane of `y`).
-pub fn pool_planes(y: &[f32], [h, w]: [usize; 2], pool: usize, out: &mut [f32], argmax: &mut [u32]) {
+pub fn pool_planes(
+    y: &[f32],
+    [h, w]: [usize; 2],
+    pool: usize,
+    out: &mut [f32],
+    argmax: &mut [u32],
+) {
     let [ph, pw] = pooled_hw([h, w], pool);
     let cells = (ph * pw).max(1);
     for ((plane, out), argmax) in y
