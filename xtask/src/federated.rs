@@ -775,7 +775,8 @@ pub fn run(device: DeviceChoice, quick: bool, out: &Path) -> anyhow::Result<()> 
 /// Writes `report.md` and the curves again from the `report.json` in `out` (no training).
 pub fn replot(out: &Path) -> anyhow::Result<()> {
     let path = out.join("report.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let report: FederatedReport =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     write_markdown(&report, out)?;
@@ -875,7 +876,11 @@ fn write_markdown(report: &FederatedReport, out: &Path) -> anyhow::Result<()> {
         (
             "curves_mcmahan.png",
             "McMahan et al.'s settings (FedAvg, C = 0.1, B = 10)",
-            |r| r.algorithm == "fedavg" && r.stragglers == 0.0 && !r.partition.starts_with("dirichlet"),
+            |r| {
+                r.algorithm == "fedavg"
+                    && r.stragglers == 0.0
+                    && !r.partition.starts_with("dirichlet")
+            },
         ),
         (
             "curves_stragglers.png",
