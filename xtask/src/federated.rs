@@ -17,8 +17,8 @@ use kiln::models::{Cnn, CnnConfig, Mlp, MlpConfig};
 use kiln::train::DeviceChoice;
 use kiln_core::{ClassificationOutput, Supervised};
 use kiln_federated::{
-    DpFedAvg, Evaluated, FedAdam, FedAvg, FedYogi, FederatedConfig, Federation, LocalTraining,
-    Median, Partition, RoundRecord, StragglerPolicy, Strategy, TrimmedMean,
+    DpFedAvg, Evaluated, FedAdaptive, FedAvg, FederatedConfig, Federation, LocalTraining, Median,
+    Partition, RoundRecord, StragglerPolicy, Strategy, TrimmedMean,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -392,8 +392,8 @@ fn strategy(server: Server, clients: usize, per_round: usize) -> anyhow::Result<
     Ok(match server {
         Server::FedAvg | Server::FedProx { .. } => Box::new(FedAvg),
         // Reddi et al.'s β₁ = 0.9, β₂ = 0.99; η and τ from their grids' usual optimum for vision tasks.
-        Server::FedAdam => Box::new(FedAdam::new(0.01, 0.9, 0.99, 1e-3)?),
-        Server::FedYogi => Box::new(FedYogi::new(0.01, 0.9, 0.99, 1e-3)?),
+        Server::FedAdam => Box::new(FedAdaptive::adam(0.01, 0.9, 0.99, 1e-3)?),
+        Server::FedYogi => Box::new(FedAdaptive::yogi(0.01, 0.9, 0.99, 1e-3)?),
         Server::Median => Box::new(Median),
         Server::TrimmedMean => Box::new(TrimmedMean::new(0.1)?),
         Server::DpFedAvg { clip, z } => {
@@ -547,21 +547,13 @@ fn choose_lr(
 /// noise multipliers are the paper's (4 for ε ≈ 0.5, 2 for 2, 1 for 8); the scale 50 and the learning
 /// rate were chosen on validation accuracy (see the README).
 fn dp_sgd_rows(quick: bool) -> anyhow::Result<Vec<FederatedRecord>> {
-    use burn::data::dataset::Dataset;
     use kiln_privacy::{
         DpSgd, DpTraining, Features, RdpAccountant, accuracy, dp_pca, train_dp_sgd,
     };
     use rand::SeedableRng;
     let folder = ImageFolder::mnist()?;
     let features = |images: &ImageDataset, indices: &[usize]| -> anyhow::Result<Features> {
-        let mut values = Vec::with_capacity(indices.len() * 784);
-        let mut labels = Vec::with_capacity(indices.len());
-        for &i in indices {
-            let item = images.get(i)?;
-            values.extend(item.pixels.iter().map(|&p| f32::from(p) / 255.0));
-            labels.push(i64::from(item.label));
-        }
-        Ok(Features::new(values, 784, labels)?)
+        Ok(Features::from_images(images, indices)?)
     };
     let n_train = if quick { 3_000 } else { folder.train.len() };
     let split = kiln::data::train_valid_split(n_train, 1.0 / 12.0, 42)?;

@@ -26,9 +26,7 @@ pub use partition::Partition;
 pub use simulation::{
     Evaluated, FederatedConfig, Federation, RoundRecord, StragglerPolicy, local_shuffle_rng,
 };
-pub use strategy::{
-    ClientUpdate, DpFedAvg, FedAdam, FedAvg, FedYogi, Median, Strategy, TrimmedMean,
-};
+pub use strategy::{ClientUpdate, DpFedAvg, FedAdaptive, FedAvg, Median, Strategy, TrimmedMean};
 
 /// What federated training refuses, and why a run stopped.
 #[derive(Debug, thiserror::Error)]

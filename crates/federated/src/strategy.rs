@@ -105,10 +105,12 @@ impl Strategy for FedAvg {
     }
 }
 
-/// Adaptive server optimizers of Reddi et al. (2021, Algorithm 2): the weighted mean update Δ is a
-/// pseudo-gradient; m ← β₁m + (1 − β₁)Δ, v by Adam's or Yogi's rule, x ← x + η·m / (√v + τ).
+/// The adaptive server optimizers of Reddi et al. (2021, Algorithm 2), FedAdam and FedYogi: the weighted
+/// mean update Δ is a pseudo-gradient; m ← β₁m + (1 − β₁)Δ; v ← β₂v + (1 − β₂)Δ² (Adam) or
+/// v ← v − (1 − β₂)Δ²·sign(v − Δ²) (Yogi); x ← x + η·m / (√v + τ).
 #[derive(Debug, Clone)]
-struct Adaptive {
+pub struct FedAdaptive {
+    yogi: bool,
     lr: f32,
     beta_1: f32,
     beta_2: f32,
@@ -117,8 +119,25 @@ struct Adaptive {
     v: Vec<f32>,
 }
 
-impl Adaptive {
-    fn new(lr: f32, beta_1: f32, beta_2: f32, tau: f32) -> Result<Self, FederatedError> {
+impl FedAdaptive {
+    /// FedAdam with server learning rate η, moments β₁ and β₂ and adaptivity τ (Reddi et al. use
+    /// β₁ = 0.9, β₂ = 0.99 and tune η and τ, with τ around 1e-3).
+    pub fn adam(lr: f32, beta_1: f32, beta_2: f32, tau: f32) -> Result<Self, FederatedError> {
+        Self::new(false, lr, beta_1, beta_2, tau)
+    }
+
+    /// FedYogi, with the same settings as [`Self::adam`].
+    pub fn yogi(lr: f32, beta_1: f32, beta_2: f32, tau: f32) -> Result<Self, FederatedError> {
+        Self::new(true, lr, beta_1, beta_2, tau)
+    }
+
+    fn new(
+        yogi: bool,
+        lr: f32,
+        beta_1: f32,
+        beta_2: f32,
+        tau: f32,
+    ) -> Result<Self, FederatedError> {
         if !(lr > 0.0 && lr.is_finite()) {
             return Err(setting("server_lr", lr, "a finite rate > 0"));
         }
@@ -133,6 +152,7 @@ impl Adaptive {
             return Err(setting("tau", tau, "a finite adaptivity > 0"));
         }
         Ok(Self {
+            yogi,
             lr,
             beta_1,
             beta_2,
@@ -141,12 +161,18 @@ impl Adaptive {
             v: Vec::new(),
         })
     }
+}
 
-    fn step(
+impl Strategy for FedAdaptive {
+    fn name(&self) -> String {
+        if self.yogi { "fedyogi" } else { "fedadam" }.into()
+    }
+
+    fn aggregate(
         &mut self,
         global: &[f32],
         updates: &[ClientUpdate],
-        yogi: bool,
+        _rng: &mut StdRng,
     ) -> Result<Vec<f32>, FederatedError> {
         check_updates(global, updates)?;
         let delta = weighted_mean(updates);
@@ -161,7 +187,7 @@ impl Adaptive {
             let d = delta[i];
             self.m[i] = b1 * self.m[i] + (1.0 - b1) * d;
             let d2 = d * d;
-            self.v[i] = if yogi {
+            self.v[i] = if self.yogi {
                 self.v[i] - (1.0 - b2) * d2 * (self.v[i] - d2).signum()
             } else {
                 b2 * self.v[i] + (1.0 - b2) * d2
@@ -169,60 +195,6 @@ impl Adaptive {
             out.push(global[i] + self.lr * self.m[i] / (self.v[i].sqrt() + self.tau));
         }
         Ok(out)
-    }
-}
-
-/// FedAdam (Reddi et al. 2021): Adam on the server over the clients' mean update.
-#[derive(Debug, Clone)]
-pub struct FedAdam(Adaptive);
-
-impl FedAdam {
-    /// Server learning rate η, moments β₁ and β₂, adaptivity τ (Reddi et al. use β₁ = 0.9, β₂ = 0.99
-    /// and tune η and τ, with τ around 1e-3).
-    pub fn new(lr: f32, beta_1: f32, beta_2: f32, tau: f32) -> Result<Self, FederatedError> {
-        Ok(Self(Adaptive::new(lr, beta_1, beta_2, tau)?))
-    }
-}
-
-impl Strategy for FedAdam {
-    fn name(&self) -> String {
-        "fedadam".into()
-    }
-
-    fn aggregate(
-        &mut self,
-        global: &[f32],
-        updates: &[ClientUpdate],
-        _rng: &mut StdRng,
-    ) -> Result<Vec<f32>, FederatedError> {
-        self.0.step(global, updates, false)
-    }
-}
-
-/// FedYogi (Reddi et al. 2021): Yogi's additive second-moment rule on the server,
-/// v ← v − (1 − β₂)Δ²·sign(v − Δ²).
-#[derive(Debug, Clone)]
-pub struct FedYogi(Adaptive);
-
-impl FedYogi {
-    /// As [`FedAdam::new`].
-    pub fn new(lr: f32, beta_1: f32, beta_2: f32, tau: f32) -> Result<Self, FederatedError> {
-        Ok(Self(Adaptive::new(lr, beta_1, beta_2, tau)?))
-    }
-}
-
-impl Strategy for FedYogi {
-    fn name(&self) -> String {
-        "fedyogi".into()
-    }
-
-    fn aggregate(
-        &mut self,
-        global: &[f32],
-        updates: &[ClientUpdate],
-        _rng: &mut StdRng,
-    ) -> Result<Vec<f32>, FederatedError> {
-        self.0.step(global, updates, true)
     }
 }
 

@@ -8,27 +8,12 @@
 //! `cargo run --release -p kiln-privacy --example dp_mnist -- [epochs] [sigma] [lr] [pca] [pca_sigma] [clip]`
 //! (defaults 20, 4.0, 0.05, 60, 16.0, 4.0).
 
-use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use kiln_data::{ImageDataset, ImageFolder, train_valid_split};
+use kiln_data::{ImageFolder, train_valid_split};
 use kiln_models::MlpConfig;
 use kiln_privacy::{DpSgd, DpTraining, Features, RdpAccountant, accuracy, dp_pca, train_dp_sgd};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-fn features(
-    images: &ImageDataset,
-    indices: &[usize],
-) -> Result<Features, Box<dyn std::error::Error>> {
-    let mut values = Vec::with_capacity(indices.len() * 784);
-    let mut labels = Vec::with_capacity(indices.len());
-    for &i in indices {
-        let item = images.get(i)?;
-        values.extend(item.pixels.iter().map(|&p| f32::from(p) / 255.0));
-        labels.push(i64::from(item.label));
-    }
-    Ok(Features::new(values, 784, labels)?)
-}
 
 /// Times a DP-SGD step (two passes, clipping, noise) against a plain SGD step on the same lot of 600
 /// (interleaved, medians of 10) and prints both.
@@ -83,10 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delta = 1e-5;
     let folder = ImageFolder::mnist()?;
     let split = train_valid_split(folder.train.len(), 1.0 / 12.0, 42)?;
-    let mut train = features(&folder.train, &split.train)?;
-    let mut valid = features(&folder.train, &split.valid)?;
+    let mut train = Features::from_images(&folder.train, &split.train)?;
+    let mut valid = Features::from_images(&folder.train, &split.valid)?;
     let all: Vec<usize> = (0..folder.test.len()).collect();
-    let mut test = features(&folder.test, &all)?;
+    let mut test = Features::from_images(&folder.test, &all)?;
     let plain = Device::flex();
     let mut accountant = RdpAccountant::new();
     let mut rng = StdRng::seed_from_u64(7);

@@ -4,6 +4,7 @@
 
 use crate::{DpSgd, PrivacyError, RdpAccountant};
 use burn::prelude::*;
+use kiln_data::ImageDataset;
 use kiln_models::Mlp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -36,6 +37,25 @@ impl Features {
             dim,
             labels,
         })
+    }
+
+    /// The images at `indices` of `images`, their pixels scaled to [0, 1] (a fixed scale: it costs no
+    /// privacy), one row each.
+    pub fn from_images(images: &ImageDataset, indices: &[usize]) -> Result<Self, PrivacyError> {
+        let dim = images.height() * images.width();
+        let mut values = Vec::with_capacity(indices.len() * dim);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            if i >= images.len() {
+                return Err(PrivacyError::Model(format!(
+                    "image {i} of a dataset of {}",
+                    images.len()
+                )));
+            }
+            values.extend(images.pixels(i).iter().map(|&p| f32::from(p) / 255.0));
+            labels.push(i64::from(images.label(i)));
+        }
+        Self::new(values, dim, labels)
     }
 
     /// Every value multiplied by `factor` (a fixed, data-independent scale, so it costs no privacy).

@@ -1,6 +1,4 @@
-use kiln_federated::{
-    ClientUpdate, DpFedAvg, FedAdam, FedAvg, FedYogi, Median, Strategy, TrimmedMean,
-};
+use kiln_federated::{ClientUpdate, DpFedAvg, FedAdaptive, FedAvg, Median, Strategy, TrimmedMean};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -67,13 +65,17 @@ fn server_adam_and_yogi_take_reddi_et_als_first_step() {
     let updates = [update(0, 1, &[0.2, -0.4])];
     for yogi in [false, true] {
         let next = if yogi {
-            FedYogi::new(lr, b1, b2, tau)
-                .expect("yogi")
-                .aggregate(&global, &updates, &mut rng())
+            FedAdaptive::yogi(lr, b1, b2, tau).expect("yogi").aggregate(
+                &global,
+                &updates,
+                &mut rng(),
+            )
         } else {
-            FedAdam::new(lr, b1, b2, tau)
-                .expect("adam")
-                .aggregate(&global, &updates, &mut rng())
+            FedAdaptive::adam(lr, b1, b2, tau).expect("adam").aggregate(
+                &global,
+                &updates,
+                &mut rng(),
+            )
         }
         .expect("step");
         for i in 0..2 {
@@ -93,9 +95,9 @@ fn server_adam_and_yogi_take_reddi_et_als_first_step() {
             );
         }
     }
-    assert!(FedAdam::new(0.0, b1, b2, tau).is_err());
-    assert!(FedYogi::new(lr, 1.0, b2, tau).is_err());
-    assert!(FedAdam::new(lr, b1, b2, 0.0).is_err());
+    assert!(FedAdaptive::adam(0.0, b1, b2, tau).is_err());
+    assert!(FedAdaptive::yogi(lr, 1.0, b2, tau).is_err());
+    assert!(FedAdaptive::adam(lr, b1, b2, 0.0).is_err());
 }
 
 #[test]

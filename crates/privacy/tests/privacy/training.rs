@@ -11,13 +11,13 @@ use rand::{Rng, SeedableRng};
 
 fn mnist(range: std::ops::Range<usize>) -> Features {
     let folder = ImageFolder::mnist().expect("the vendored MNIST");
-    let (mut values, mut labels) = (Vec::new(), Vec::new());
-    for i in range {
-        let item = folder.train.get(i).expect("item");
-        values.extend(item.pixels.iter().map(|&p| f32::from(p) / 255.0));
-        labels.push(i64::from(item.label));
-    }
-    Features::new(values, 784, labels).expect("features")
+    let indices: Vec<usize> = range.collect();
+    let features = Features::from_images(&folder.train, &indices).expect("features");
+    // The same pixels, by hand.
+    let item = folder.train.get(indices[0]).expect("item");
+    assert_eq!(features.row(0)[200], f32::from(item.pixels[200]) / 255.0);
+    assert_eq!(features.labels[0], i64::from(item.label));
+    features
 }
 
 #[test]
@@ -112,6 +112,9 @@ fn dp_sgd_learns_mnist_within_its_budget() {
 #[test]
 fn bad_features_and_lots_are_refused() {
     assert!(Features::new(vec![0.0; 10], 3, vec![0; 3]).is_err());
+    let folder = ImageFolder::mnist().expect("the vendored MNIST");
+    let err = Features::from_images(&folder.test, &[3, 10_000]).expect_err("outside the test set");
+    assert!(err.to_string().contains("image 10000"), "{err}");
     assert!(Features::new(vec![], 0, vec![]).is_err());
     let data = Features::new(vec![0.0; 12], 3, vec![0, 1, 0, 1]).expect("features");
     let device = Device::flex().autodiff();
