@@ -12,8 +12,8 @@
 use anyhow::Context;
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
-use kiln::data::{ImageBatch, ImageBatcher, ImageDataset, ImageFolder, PixelNormalizer};
-use kiln::models::{Cnn, CnnConfig, Mlp, MlpConfig};
+use kiln::data::{ImageBatch, ImageBatcher, ImageDataset, ImageFolder, ImageItem, PixelNormalizer};
+use kiln::models::{CnnConfig, MlpConfig};
 use kiln::train::DeviceChoice;
 use kiln_core::{ClassificationOutput, Supervised};
 use kiln_federated::{
@@ -441,40 +441,47 @@ fn run_one(
     let per_round = ((config.fraction * clients as f64).round() as usize).clamp(1, clients);
     let mut server = strategy(experiment.server, clients, per_round)?;
     let name = algorithm_name(experiment.server, server.as_ref());
-    let (target, stop_at_target) = (experiment.target, experiment.stop_at_target);
-    let evaluate =
-        |_round: usize, m: &dyn Fn() -> Result<f64, String>| -> Result<Evaluated, String> {
-            let a = m()?;
-            Ok(Evaluated {
-                accuracy: a,
-                stop: stop_at_target && a >= target,
-            })
-        };
+    let stop_at = experiment.stop_at_target.then_some(experiment.target);
     device.seed(3);
     let records = match experiment.net {
         Net::TwoNn => {
-            let model: Mlp = MlpConfig::new(784, vec![200, 200], 10).init(device)?;
-            federation
-                .run(model, server.as_mut(), &config, |r, m| {
-                    evaluate(r, &|| accuracy(m, score))
-                })?
-                .1
+            let model = MlpConfig::new(784, vec![200, 200], 10).init(device)?;
+            federate(&federation, model, server.as_mut(), &config, score, stop_at)?
         }
         Net::Cnn => {
-            let model: Cnn = CnnConfig::new(1, 28, 28, 10)
+            let model = CnnConfig::new(1, 28, 28, 10)
                 .with_channels(vec![32, 64])
                 .with_kernel_sizes(vec![5, 5])
                 .with_paddings(vec![2, 2])
                 .with_hidden(vec![512])
                 .init(device)?;
-            federation
-                .run(model, server.as_mut(), &config, |r, m| {
-                    evaluate(r, &|| accuracy(m, score))
-                })?
-                .1
+            federate(&federation, model, server.as_mut(), &config, score, stop_at)?
         }
     };
     Ok((records, server.privacy().map(|(e, _)| e), name))
+}
+
+/// Runs `federation` from `model`, scoring on `score` after every round and stopping once the accuracy
+/// reaches `stop_at` (if given).
+fn federate<M>(
+    federation: &Federation<'_, ImageItem, ImageDataset, ImageBatcher>,
+    model: M,
+    server: &mut dyn Strategy,
+    config: &FederatedConfig,
+    score: &[ImageBatch],
+    stop_at: Option<f64>,
+) -> anyhow::Result<Vec<RoundRecord>>
+where
+    M: Supervised<Batch = ImageBatch, Output = ClassificationOutput> + Send + Sync,
+{
+    let (_, records) = federation.run(model, server, config, |_, m| {
+        let accuracy = accuracy(m, score)?;
+        Ok(Evaluated {
+            accuracy,
+            stop: stop_at.is_some_and(|target| accuracy >= target),
+        })
+    })?;
+    Ok(records)
 }
 
 /// Picks each model's client learning rate on a validation split.

@@ -198,6 +198,24 @@ impl Strategy for FedAdaptive {
     }
 }
 
+/// `global` plus, for every coordinate, `reduce` of the updates' values there, sorted in ascending order.
+fn coordinate_wise(
+    global: &[f32],
+    updates: &[ClientUpdate],
+    reduce: impl Fn(&[f32]) -> f32,
+) -> Vec<f32> {
+    let mut column = vec![0.0f32; updates.len()];
+    (0..global.len())
+        .map(|i| {
+            for (c, u) in column.iter_mut().zip(updates) {
+                *c = u.delta[i];
+            }
+            column.sort_unstable_by(f32::total_cmp);
+            global[i] + reduce(&column)
+        })
+        .collect()
+}
+
 /// Coordinate-wise median of the updates (Yin et al. 2018), unweighted: robust to a minority of clients
 /// sending arbitrary values.
 #[derive(Debug, Clone, Copy, Default)]
@@ -215,22 +233,14 @@ impl Strategy for Median {
         _rng: &mut StdRng,
     ) -> Result<Vec<f32>, FederatedError> {
         check_updates(global, updates)?;
-        let k = updates.len();
-        let mut column = vec![0.0f32; k];
-        Ok((0..global.len())
-            .map(|i| {
-                for (c, u) in column.iter_mut().zip(updates) {
-                    *c = u.delta[i];
-                }
-                column.sort_unstable_by(f32::total_cmp);
-                let median = if k % 2 == 1 {
-                    column[k / 2]
-                } else {
-                    0.5 * (column[k / 2 - 1] + column[k / 2])
-                };
-                global[i] + median
-            })
-            .collect())
+        Ok(coordinate_wise(global, updates, |column| {
+            let k = column.len();
+            if k % 2 == 1 {
+                column[k / 2]
+            } else {
+                0.5 * (column[k / 2 - 1] + column[k / 2])
+            }
+        }))
     }
 }
 
@@ -266,17 +276,10 @@ impl Strategy for TrimmedMean {
         let k = updates.len();
         let cut = (self.trim * k as f64).floor() as usize;
         let kept = (k - 2 * cut) as f64;
-        let mut column = vec![0.0f32; k];
-        Ok((0..global.len())
-            .map(|i| {
-                for (c, u) in column.iter_mut().zip(updates) {
-                    *c = u.delta[i];
-                }
-                column.sort_unstable_by(f32::total_cmp);
-                let sum: f64 = column[cut..k - cut].iter().map(|&v| f64::from(v)).sum();
-                global[i] + (sum / kept) as f32
-            })
-            .collect())
+        Ok(coordinate_wise(global, updates, |column| {
+            let sum: f64 = column[cut..k - cut].iter().map(|&v| f64::from(v)).sum();
+            (sum / kept) as f32
+        }))
     }
 }
 
